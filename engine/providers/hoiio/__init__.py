@@ -1,0 +1,1 @@
+"""Hoiio: notification parsing, block requests, signatures and the HTTP client."""
