@@ -1,0 +1,85 @@
+"""What the service layer needs from a telephony provider, independent of which one it is.
+
+A provider module (``engine.providers.hoiio``, later ``engine.providers.voipnow``) supplies a client
+that satisfies ``Provider`` and returns ``SendResult`` values whose ``category`` tells the service what
+to do next, whatever the provider's own status strings are.
+
+May import ``engine.core`` and the standard library only (no requests, Flask or SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from engine.core.actions import Block
+
+
+class Category(enum.Enum):
+    """What a provider answer means for the call, and so what the service should do with it."""
+
+    #: Accepted.
+    OK = "ok"
+    #: Transient trouble (rate limit, session busy, provider or network failure). The client has
+    #: already retried within its time budget; a ``SendResult`` carrying it means the budget ran out.
+    RETRY = "retry"
+    #: The call is over (session ended, unknown or not ours): close the session, send nothing more.
+    SESSION_OVER = "session_over"
+    #: The destination could not be called (bad/unsupported number, caller id, credit, concurrency,
+    #: trial limits): the transfer's or side call's failure exit.
+    DESTINATION = "destination"
+    #: The request itself was wrong (message, tag, notify URL, parameters): a bug in the engine or
+    #: the flow; the flow's error handler takes over.
+    FLOW_ERROR = "flow_error"
+    #: Bad or missing application credentials: the error handler, plus a loud log for the operator.
+    AUTH = "auth"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The outcome of one logical provider request (possibly several HTTP attempts).
+
+    ``status`` is the provider's status string (``success_ok``, ``error_*``) or one of the client's
+    own: ``error_timeout``, ``error_connection``, ``error_bad_response``. ``maybe_delivered`` is True
+    when the provider may have received and acted on the request but the answer was lost: do not
+    resend a non-idempotent request; wait for its notification or give up per policy.
+    ``request_params`` never contains credentials' secrets.
+    """
+
+    ok: bool
+    status: str
+    category: Category
+    http_status: int | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    elapsed_ms: int = 0
+    maybe_delivered: bool = False
+    request_params: tuple[tuple[str, str], ...] = ()
+    endpoint: str = ""
+    #: Plain-English meaning of ``status``.
+    meaning: str = ""
+    #: What went wrong in the transport, scrubbed of secrets; None when a response was parsed.
+    error: str | None = None
+    #: True when an earlier attempt may have reached the provider and the (idempotent) request was
+    #: sent again: "already done" answers (e.g. session ended after a hangup) are then expected.
+    resent: bool = False
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A telephony provider client as the service layer uses it."""
+
+    name: str
+
+    def send_block(
+        self,
+        block: Block,
+        *,
+        session: str,
+        notify_url: str | None,
+        monitor_notify_url: str | None = None,
+    ) -> SendResult: ...
+
+    def call(self, api: str, params: Sequence[tuple[str, str]]) -> SendResult: ...
