@@ -1,0 +1,583 @@
+"""Database connection: URL handling, the pooled engine, transactions, and ``Database``.
+
+``Database`` is the storage API the service layer holds (one per process). Writes happen in
+``with db.transaction() as tx:`` (see ``engine.storage.repository.Transaction``); the other methods
+are short transactions of their own.
+
+How one call's notifications are serialised:
+
+* **SQLite**: the driver's own transaction handling is switched off (``isolation_level = None`` on
+  connect) and every write transaction starts with ``BEGIN IMMEDIATE`` (SQLAlchemy's documented
+  pysqlite ``begin`` event recipe). The write lock is therefore taken before the first read, so a
+  read-then-write transaction never fails half-way with "database is locked": it waits up to
+  ``lock_timeout_ms`` (``PRAGMA busy_timeout``) at BEGIN instead. Read-only work uses a plain
+  (deferred) ``BEGIN`` and, in WAL mode, never waits for writers. Each connection sets
+  ``journal_mode=WAL``, ``synchronous=NORMAL``, ``foreign_keys=ON``.
+* **PostgreSQL** (psycopg 3): ``tx.lock_call`` is ``SELECT ... FOR UPDATE``; a waiting transaction
+  gives up after ``lock_timeout_ms`` (server setting ``lock_timeout``) with ``StorageBusy``.
+
+Inside ``with db.transaction() as tx:`` use ``tx.*`` for every write: a write through ``db.*`` from
+the same thread raises ``NestedTransaction`` at once (on SQLite it would wait for the enclosing
+transaction, which waits for it). Reads through ``db.*`` are fine.
+
+After ``os.fork()`` (gunicorn ``preload_app``) call ``db.dispose()`` in the child: pooled connections
+must not be shared between processes.
+
+May import engine.core, engine.storage, sqlalchemy, alembic (lazily, for ``open``). Never Flask.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import StaticPool
+
+from engine.storage.errors import (
+    DatabaseUnavailable,
+    InvalidDatabaseURL,
+    NestedTransaction,
+    SchemaNotReady,
+    StorageBusy,
+    StorageError,
+)
+from engine.storage.repository import (
+    BlockRow,
+    CallEventRow,
+    CallRow,
+    NotificationRow,
+    SideCallRow,
+    TimelineEntry,
+    Transaction,
+)
+
+log = logging.getLogger("engine.storage")
+
+DEFAULT_DATABASE_URL = "sqlite:///ivr.sqlite3"
+DEFAULT_LOCK_TIMEOUT_MS = 5000
+DEFAULT_CONNECT_TIMEOUT_S = 3
+
+# Connection execution option read by the SQLite ``begin`` hook: False -> plain (deferred) BEGIN.
+_WRITE_OPTION = "ivr_write"
+#: ``conn.execution_options(**READ_ONLY)`` before the first statement: a read-only transaction.
+READ_ONLY: dict[str, Any] = {_WRITE_OPTION: False}
+
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def default_database_url(environ: Mapping[str, str] | None = None) -> str:
+    """``DATABASE_URL`` from the environment, else ``sqlite:///ivr.sqlite3`` (working directory)."""
+    env = os.environ if environ is None else environ
+    return (env.get("DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL; ``postgres://`` and ``postgresql://`` become ``postgresql+psycopg://``.
+
+    Raises ``InvalidDatabaseURL`` for anything that is not SQLite or PostgreSQL."""
+    if isinstance(url, URL):
+        parsed = url
+    else:
+        text = str(url).strip()
+        for scheme in _POSTGRES_SCHEMES:
+            if text.startswith(scheme):
+                text = "postgresql+psycopg://" + text[len(scheme) :]
+                break
+        try:
+            parsed = sa.make_url(text)
+        except sa.exc.ArgumentError:
+            shown = re.sub(r":[^:@/]*@", ":***@", text)  # never echo a password
+            raise InvalidDatabaseURL(
+                f"invalid database URL {shown!r}: expected sqlite:///path/to/file.sqlite3 or "
+                "postgresql://user:password@host:5432/dbname"
+            ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed
+    if backend == "sqlite":
+        if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise InvalidDatabaseURL(f"unsupported SQLite driver {parsed.drivername!r}: use sqlite:///path")
+        return parsed
+    raise InvalidDatabaseURL(
+        f"unsupported database {backend!r} in {display_url(parsed)}: use sqlite:///path or postgresql://..."
+    )
+
+
+def display_url(url: URL) -> str:
+    """The URL with its password masked, for messages and logs."""
+    return url.render_as_string(hide_password=True)
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    echo: bool = False,
+) -> Engine:
+    """A pooled engine configured as described in the module docstring."""
+    parsed = normalize_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed, lock_timeout_ms=lock_timeout_ms, echo=echo)
+        return _postgres_engine(
+            parsed,
+            lock_timeout_ms=lock_timeout_ms,
+            connect_timeout_s=connect_timeout_s,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            echo=echo,
+        )
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise InvalidDatabaseURL(f"cannot use {display_url(parsed)}: {exc}") from None
+    except sa.exc.ArgumentError as exc:
+        raise InvalidDatabaseURL(f"invalid database URL {display_url(parsed)}: {exc}") from None
+
+
+def _sqlite_engine(url: URL, *, lock_timeout_ms: int, echo: bool) -> Engine:
+    memory = _is_memory(url)
+    kwargs: dict[str, Any] = {}
+    if memory:
+        # One shared connection, so every thread sees the same in-memory database. Concurrency
+        # tests need a file: an in-memory database cannot be locked by two connections.
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = sa.create_engine(url, echo=echo, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module: SQLAlchemy emits BEGIN below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
+            if not memory:
+                _use_wal(cursor, lock_timeout_ms / 1000)
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE_OPTION, True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _use_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch the file to WAL once (the mode is stored in the file). The switch needs an exclusive
+    lock and SQLite does not call the busy handler for it, so workers opening a new file together
+    retry here instead of failing with "database is locked"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower()
+            if mode != "wal":
+                log.warning("SQLite refused WAL mode (journal_mode is %s): is the file on a network share?", mode)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _postgres_engine(
+    url: URL,
+    *,
+    lock_timeout_ms: int,
+    connect_timeout_s: int,
+    pool_size: int,
+    max_overflow: int,
+    echo: bool,
+) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = max(2, int(connect_timeout_s))  # libpq's minimum is 2 s
+    if "application_name" not in url.query:
+        connect_args["application_name"] = "ivr-engine"
+    if "options" not in url.query:
+        connect_args["options"] = f"-c lock_timeout={int(lock_timeout_ms)}"
+    return sa.create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def translate_error(exc: sa.exc.DBAPIError, url: URL) -> StorageError | None:
+    """The ``StorageError`` a driver error means, or None when it is not one the caller handles."""
+    orig = exc.orig
+    where = display_url(url)
+    if url.get_backend_name() == "sqlite":
+        message = _first_line(orig).lower() if orig is not None else ""
+        if "locked" in message or "busy" in message:
+            return StorageBusy(f"the SQLite database {where} stayed locked beyond the lock timeout")
+        if "no such table" in message:
+            return SchemaNotReady(f"{where}: {_first_line(orig)}: run `ivr db upgrade`")
+        if "unable to open" in message:
+            return DatabaseUnavailable(
+                f"cannot open the SQLite database {where}: {_first_line(orig)} (does the directory exist?)"
+            )
+        if isinstance(exc, sa.exc.OperationalError):
+            return DatabaseUnavailable(f"SQLite database {where}: {_first_line(orig)}")
+        return None
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate in ("55P03", "40P01", "40001", "57014"):
+        # lock_not_available, deadlock_detected, serialization_failure, query_canceled (timeout)
+        return StorageBusy(f"PostgreSQL {where}: {_first_line(orig)}")
+    if sqlstate == "42P01":
+        return SchemaNotReady(f"PostgreSQL {where}: {_first_line(orig)}: run `ivr db upgrade`")
+    if exc.connection_invalidated:
+        return DatabaseUnavailable(f"lost the connection to the database at {where}: {_first_line(orig)}")
+    if sqlstate.startswith(("08", "57P")) or (
+        isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) and not sqlstate
+    ):
+        return DatabaseUnavailable(f"cannot connect to the database at {where}: {_first_line(orig)}")
+    return None
+
+
+@contextmanager
+def translated_errors(url: URL) -> Iterator[None]:
+    """Re-raise driver errors as ``StorageError`` where they have a meaning (see ``translate_error``)."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        storage_error = translate_error(exc, url)
+        if storage_error is None:
+            raise
+        raise storage_error from exc
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    """The storage API: one instance per process, safe to share between threads.
+
+    ``clock`` returns the current aware datetime (tests pass a fake one)."""
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+        connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        echo: bool = False,
+    ) -> None:
+        self.url = normalize_url(url if url is not None else default_database_url())
+        self.backend = self.url.get_backend_name()  # "sqlite" | "postgresql"
+        self.engine = create_engine(
+            self.url,
+            lock_timeout_ms=lock_timeout_ms,
+            connect_timeout_s=connect_timeout_s,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            echo=echo,
+        )
+        self.clock = clock or _utcnow
+        self._local = threading.local()
+
+    @classmethod
+    def open(
+        cls,
+        url: str | URL | None = None,
+        *,
+        auto_migrate_sqlite: bool = True,
+        auto_migrate: bool = False,
+        **kwargs: Any,
+    ) -> Database:
+        """A ``Database`` whose schema is ready: a new or outdated SQLite file is upgraded to the head
+        revision (safe when several workers open it at once). PostgreSQL is never migrated here
+        (``ivr db upgrade`` is a deploy step): an outdated schema or an unreachable server is logged
+        as a warning and the ``Database`` is returned anyway (readiness checks report it), unless
+        ``auto_migrate=True`` (tests, single-host demos) asks for an upgrade on any backend."""
+        from engine.storage import migrate
+
+        db = cls(url, **kwargs)
+        try:
+            head = migrate.head_revision()
+            migrate_here = auto_migrate or (auto_migrate_sqlite and db.backend == "sqlite")
+            try:
+                current = migrate.current_revision(db)
+            except DatabaseUnavailable as exc:
+                if db.backend == "sqlite" or migrate_here:
+                    raise
+                # The server may come up later: start anyway; /readyz reports it meanwhile.
+                log.warning("%s", exc)
+                return db
+            if current != head:
+                if migrate_here:
+                    migrate.upgrade(db)
+                else:
+                    log.warning(
+                        "database %s is at revision %s, the code expects %s: run `ivr db upgrade`",
+                        db.display_url,
+                        current or "(empty)",
+                        head,
+                    )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @property
+    def display_url(self) -> str:
+        return display_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+    def dispose(self) -> None:
+        """Forget pooled connections inherited from the parent process without closing them (call
+        in the child after fork, e.g. gunicorn ``post_fork``)."""
+        self.engine.dispose(close=False)
+
+    def close(self) -> None:
+        """Close every pooled connection (shutdown, tests)."""
+        self.engine.dispose()
+
+    def ping(self, timeout_s: float = 1.0) -> float:
+        """Round trip to the database; returns the seconds it took. Raises ``DatabaseUnavailable`` when
+        it cannot be reached or answers slower than ``timeout_s`` (readiness checks)."""
+        started = time.monotonic()
+        with translated_errors(self.url), self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE_OPTION: False})
+            with conn.begin():
+                if self.backend == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
+                    conn.exec_driver_sql("SELECT 1")
+                else:
+                    conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
+        elapsed = time.monotonic() - started
+        if elapsed > timeout_s:
+            raise DatabaseUnavailable(f"the database at {self.display_url} answered after {elapsed:.2f} s")
+        return elapsed
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One write transaction: committed when the block ends, rolled back when it raises.
+
+        SQLite: ``BEGIN IMMEDIATE`` (waits for other writers up to the lock timeout). PostgreSQL:
+        READ COMMITTED; ``tx.lock_call`` takes the row lock. A lock not obtained in time raises
+        ``StorageBusy``; a lost connection ``DatabaseUnavailable``."""
+        with self._write_guard(), self._transaction(write=True) as tx:
+            yield tx
+
+    @contextmanager
+    def reading(self) -> Iterator[Transaction]:
+        """A read-only transaction (deferred ``BEGIN`` on SQLite: never waits for writers in WAL mode)."""
+        with self._transaction(write=False) as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Transaction]:
+        with translated_errors(self.url), self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE_OPTION: write})
+            tx = Transaction(conn, self.clock, write=write)
+            try:
+                with conn.begin():
+                    yield tx
+            finally:
+                tx.close()
+
+    @contextmanager
+    def _write_guard(self) -> Iterator[None]:
+        if getattr(self._local, "writing", False):
+            raise NestedTransaction(
+                "a write on the Database was started inside `with db.transaction() as tx:` in the same "
+                "thread; on SQLite it would wait for the enclosing transaction forever. Use the tx.* "
+                "method of the enclosing transaction instead"
+            )
+        self._local.writing = True
+        try:
+            yield
+        finally:
+            self._local.writing = False
+
+    # ------------------------------------------------------------------ short write transactions
+    def record_notification(
+        self,
+        route: str,
+        method: str,
+        query_string: str = "",
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        body: bytes | str = b"",
+        *,
+        session: str | None = None,
+        step: int | None = None,
+        received_at: datetime | None = None,
+    ) -> int:
+        """Record a webhook request as received (own transaction, before processing). Returns its id."""
+        with self.transaction() as tx:
+            return tx.record_notification(
+                route,
+                method,
+                query_string,
+                headers,
+                body,
+                session=session,
+                step=step,
+                received_at=received_at,
+            )
+
+    def finish_notification(
+        self,
+        notification_id: int,
+        outcome: str,
+        reason: str | None = None,
+        response: Any = None,
+        session: str | None = None,
+        step: int | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        with self.transaction() as tx:
+            tx.finish_notification(notification_id, outcome, reason, response, session, step, duration_ms)
+
+    def mark_block(
+        self,
+        block_id: int | None = None,
+        status: str | None = None,
+        http_status: int | None = None,
+        provider_status: str | None = None,
+        response: Any = None,
+        duration_ms: float | None = None,
+        attempts: int | None = None,
+        error: str | None = None,
+        *,
+        session: str | None = None,
+        step: int | None = None,
+        from_status: Collection[str] | None = None,
+    ) -> bool:
+        with self.transaction() as tx:
+            return tx.mark_block(
+                block_id,
+                status,
+                http_status,
+                provider_status,
+                response,
+                duration_ms,
+                attempts,
+                error,
+                session=session,
+                step=step,
+                from_status=from_status,
+            )
+
+    def record_flow_version(self, flow: str, version: str, source: str) -> bool:
+        with self.transaction() as tx:
+            return tx.record_flow_version(flow, version, source)
+
+    def add_side_call(
+        self,
+        kind: str,
+        request: Any,
+        *,
+        txn_ref: str | None = None,
+        session: str | None = None,
+        status: str = "pending",
+    ) -> int:
+        with self.transaction() as tx:
+            return tx.add_side_call(kind, request, txn_ref=txn_ref, session=session, status=status)
+
+    def update_side_call(
+        self, side_call_id: int, status: str, response: Any = None, *, txn_ref: str | None = None
+    ) -> bool:
+        with self.transaction() as tx:
+            return tx.update_side_call(side_call_id, status, response, txn_ref=txn_ref)
+
+    def record_call_event(self, txn_ref: str, kind: str, payload: Any) -> int:
+        with self.transaction() as tx:
+            return tx.record_call_event(txn_ref, kind, payload)
+
+    def prune(self, older_than: timedelta) -> dict[str, int]:
+        with self.transaction() as tx:
+            return tx.prune(older_than)
+
+    # ------------------------------------------------------------------ reads
+    def get_call(self, session: str) -> CallRow | None:
+        with self.reading() as tx:
+            return tx.get_call(session)
+
+    def list_calls(self, limit: int = 50, status: str | Collection[str] | None = None) -> list[CallRow]:
+        with self.reading() as tx:
+            return tx.list_calls(limit, status)
+
+    def recent_notifications(
+        self, limit: int = 50, *, session: str | None = None, outcome: str | None = None
+    ) -> list[NotificationRow]:
+        with self.reading() as tx:
+            return tx.recent_notifications(limit, session=session, outcome=outcome)
+
+    def get_notification(self, notification_id: int) -> NotificationRow | None:
+        with self.reading() as tx:
+            return tx.get_notification(notification_id)
+
+    def get_block(self, block_id: int) -> BlockRow | None:
+        with self.reading() as tx:
+            return tx.get_block(block_id)
+
+    def blocks_for(self, session: str) -> list[BlockRow]:
+        with self.reading() as tx:
+            return tx.blocks_for(session)
+
+    def blocks_in_status(
+        self,
+        statuses: Collection[str] = ("pending", "sending"),
+        older_than_seconds: float = 0.0,
+        limit: int = 100,
+    ) -> list[BlockRow]:
+        with self.reading() as tx:
+            return tx.blocks_in_status(statuses, older_than_seconds, limit)
+
+    def timeline(self, session: str) -> list[TimelineEntry]:
+        with self.reading() as tx:
+            return tx.timeline(session)
+
+    def side_calls(self, *, session: str | None = None, txn_ref: str | None = None) -> list[SideCallRow]:
+        with self.reading() as tx:
+            return tx.side_calls(session=session, txn_ref=txn_ref)
+
+    def call_events(self, txn_ref: str) -> list[CallEventRow]:
+        with self.reading() as tx:
+            return tx.call_events(txn_ref)
+
+    def get_flow_source(self, flow: str, version: str) -> str | None:
+        with self.reading() as tx:
+            return tx.get_flow_source(flow, version)

@@ -1,0 +1,762 @@
+"""Repository / unit of work: every query the engine makes, on one open transaction.
+
+``Transaction`` (the ``tx`` of ``with db.transaction() as tx:``) holds one connection inside one
+database transaction; ``Database`` (``engine.storage.db``, re-exported here) opens it and offers the
+same operations as short transactions of their own. Results are plain frozen dataclasses
+(``CallRow``, ``BlockRow``, ...), never ORM objects bound to a session.
+
+Idempotency, as the service layer uses it (reliability notes, section 2):
+
+1. ``db.record_notification(...)`` stores the raw request in its own transaction first.
+2. ``with db.transaction() as tx:`` then ``tx.claim_notification(key, notification_id=...)``: the
+   unique ``notifications.dedupe_key`` makes a redelivered notification return False. The claim
+   commits or rolls back together with the state change, so a crash between the two cannot
+   swallow a notification. ``tx.lock_call(session)`` serialises everything for one call.
+3. ``tx.update_call(..., expected_row_version=row.row_version)`` and ``tx.add_block(...)`` (the
+   outbox) in the same transaction; ``db.mark_block`` records the send afterwards.
+
+May import engine.core, engine.storage.tables / errors, sqlalchemy. Never Flask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.core.state import CallState
+from engine.storage.errors import ConcurrentUpdate, DuplicateBlock, DuplicateCall, StorageError
+from engine.storage.tables import (
+    BLOCK_STATUSES,
+    CALL_DIRECTIONS,
+    NOTIFICATION_OUTCOMES,
+    SESSION_LEN,
+    UTCDateTime,
+    blocks,
+    call_events,
+    calls,
+    flow_versions,
+    notifications,
+    side_calls,
+)
+
+if TYPE_CHECKING:
+    from engine.storage.db import Database
+
+__all__ = [
+    "BlockRow",
+    "CallEventRow",
+    "CallRow",
+    "ConcurrentUpdate",
+    "Database",
+    "DuplicateBlock",
+    "DuplicateCall",
+    "NotificationRow",
+    "SideCallRow",
+    "StorageError",
+    "TimelineEntry",
+    "Transaction",
+    "make_dedupe_key",
+    "scrub_headers",
+]
+
+#: Request headers never stored (compared lower-case); names containing these words are dropped too.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SECRET_HEADER_WORDS = ("token", "secret", "password", "api-key", "apikey")
+#: Block parameters the outbox must never hold: the client adds them when sending.
+FORBIDDEN_BLOCK_PARAMS = frozenset({"access_token", "app_id"})
+
+
+def __getattr__(name: str) -> Any:
+    # ``Database`` lives in engine.storage.db, which imports this module; re-exported lazily.
+    if name == "Database":
+        from engine.storage.db import Database
+
+        return Database
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------- rows
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+class _Row:
+    """Rows read like objects (``row.outcome``) and like mappings (``row["outcome"]``)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: datetimes as ISO 8601, bytes decoded as UTF-8 (invalid bytes replaced)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in {f.name for f in dataclasses.fields(self)}:  # type: ignore[arg-type]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow(_Row):
+    id: int
+    session: str
+    flow: str
+    flow_version: str
+    direction: str
+    status: str
+    node: str | None
+    step: int
+    state: dict[str, Any]  # CallState.to_dict()
+    caller: str | None
+    called: str | None
+    dest: str | None
+    txn_ref: str | None
+    outcome: str | None
+    billing: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    row_version: int
+
+    def call_state(self) -> CallState:
+        return CallState.from_dict(self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRow(_Row):
+    id: int
+    received_at: datetime
+    session: str | None
+    route: str
+    method: str
+    query_string: str
+    headers: dict[str, str]
+    body: bytes  # exactly as received
+    step: int | None
+    dedupe_key: str | None
+    outcome: str | None  # None while processing, or when the worker died doing it
+    reason: str | None
+    response: Any
+    duration_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRow(_Row):
+    id: int
+    session: str
+    step: int
+    node: str
+    kind: str
+    endpoint: str
+    params: dict[str, str]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    http_status: int | None
+    provider_status: str | None
+    response: Any
+    duration_ms: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SideCallRow(_Row):
+    id: int
+    kind: str
+    txn_ref: str | None
+    session: str | None
+    request: Any
+    response: Any
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallEventRow(_Row):
+    id: int
+    txn_ref: str
+    kind: str
+    payload: Any
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of ``timeline()``. ``entry["kind"]``, ``entry["at"]`` and the row's own fields
+    (``entry["outcome"]``, ``entry["params"]``, ...) can be read by key too."""
+
+    at: datetime
+    kind: str  # "notification" | "block" | "side_call"
+    row: NotificationRow | BlockRow | SideCallRow
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.row.to_dict(), "at": self.at.isoformat(), "kind": self.kind}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ("at", "kind", "row"):
+            return getattr(self, key)
+        return self.row[key]
+
+
+def _row(cls: type, mapping: Mapping[str, Any]) -> Any:
+    return cls(**{f.name: mapping[f.name] for f in dataclasses.fields(cls)})
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def make_dedupe_key(*parts: object) -> str:
+    """sha256 hex of the parts joined with ``|`` (e.g. session, step, ivr_block, call_state)."""
+    return hashlib.sha256("|".join("" if p is None else str(p) for p in parts).encode()).hexdigest()
+
+
+def scrub_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> dict[str, str]:
+    """Headers without credentials (Authorization, cookies, anything named like a token/secret).
+    Repeated headers are joined with ``", "``."""
+    if headers is None:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    kept: dict[str, str] = {}
+    for name, value in items:
+        lower = str(name).lower()
+        if lower in SECRET_HEADERS or any(word in lower for word in _SECRET_HEADER_WORDS):
+            continue
+        key = str(name)
+        kept[key] = f"{kept[key]}, {value}" if key in kept else str(value)
+    return kept
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return None if value is None else str(value)[:length]
+
+
+def _ms(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _choose(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- transaction
+class Transaction:
+    """Queries on one open transaction. Obtained from ``db.transaction()`` (write) or
+    ``db.reading()`` (read-only); unusable once the ``with`` block has ended."""
+
+    def __init__(self, conn: sa.Connection, clock: Callable[[], datetime], *, write: bool = True) -> None:
+        self._conn: sa.Connection | None = conn
+        self._clock = clock
+        self.write = write
+
+    def close(self) -> None:
+        self._conn = None
+
+    @property
+    def conn(self) -> sa.Connection:
+        """The underlying connection, for queries this class does not offer."""
+        if self._conn is None:
+            raise StorageError("this transaction has ended: use it only inside its `with` block")
+        return self._conn
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def _insert(self, table: sa.Table) -> Any:
+        # Dialect insert for ON CONFLICT DO NOTHING (keeps a PostgreSQL transaction usable, unlike a
+        # caught IntegrityError).
+        return (postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    def _require_write(self) -> None:
+        if not self.write:
+            raise StorageError("this is a read-only transaction (db.reading()): use db.transaction()")
+
+    # ------------------------------------------------------------------ calls
+    def lock_call(self, session: str) -> CallRow | None:
+        """The call row, locked until the transaction ends (PostgreSQL ``SELECT ... FOR UPDATE``;
+        on SQLite the whole database is already locked by ``BEGIN IMMEDIATE``)."""
+        self._require_write()
+        query = sa.select(calls).where(calls.c.session == session).with_for_update()
+        found = self.conn.execute(query).mappings().first()
+        return None if found is None else _row(CallRow, found)
+
+    def get_call(self, session: str) -> CallRow | None:
+        found = self.conn.execute(sa.select(calls).where(calls.c.session == session)).mappings().first()
+        return None if found is None else _row(CallRow, found)
+
+    def insert_call(
+        self,
+        *,
+        session: str,
+        flow: str,
+        flow_version: str,
+        state: Mapping[str, Any],
+        direction: str = "inbound",
+        node: str | None = None,
+        step: int = 0,
+        status: str = "active",
+        caller: str | None = None,
+        called: str | None = None,
+        dest: str | None = None,
+        txn_ref: str | None = None,
+        outcome: str | None = None,
+        billing: Mapping[str, Any] | None = None,
+    ) -> CallRow:
+        """Insert a new call (``row_version`` 1). Raises ``DuplicateCall`` when the session exists;
+        the transaction stays usable (on PostgreSQL the insert first waits for a concurrent
+        transaction inserting the same session, then ``tx.lock_call`` sees its row)."""
+        self._require_write()
+        now = self.now()
+        values = {
+            "session": session,
+            "flow": flow,
+            "flow_version": flow_version,
+            "direction": _choose(direction, CALL_DIRECTIONS, "direction"),
+            "status": status,
+            "node": node,
+            "step": step,
+            "state": dict(state),
+            "caller": caller,
+            "called": called,
+            "dest": dest,
+            "txn_ref": txn_ref,
+            "outcome": outcome,
+            "billing": None if billing is None else dict(billing),
+            "created_at": now,
+            "updated_at": now,
+            "ended_at": now if status == "ended" else None,
+            "row_version": 1,
+        }
+        query = (
+            self._insert(calls).values(**values).on_conflict_do_nothing(index_elements=["session"]).returning(*calls.c)
+        )
+        inserted = self.conn.execute(query).mappings().first()
+        if inserted is None:
+            raise DuplicateCall(session)
+        return _row(CallRow, inserted)
+
+    def update_call(
+        self,
+        session: str,
+        state: Mapping[str, Any],
+        node: str | None,
+        step: int,
+        status: str,
+        outcome: str | None = None,
+        billing: Mapping[str, Any] | None = None,
+        *,
+        expected_row_version: int,
+        caller: str | None = None,
+        called: str | None = None,
+        dest: str | None = None,
+        txn_ref: str | None = None,
+    ) -> int:
+        """Store a call's new state; returns the new ``row_version``.
+
+        ``state``, ``node``, ``step``, ``status``, ``outcome`` and ``billing`` are written as given
+        (they mirror the state); ``caller``/``called``/``dest``/``txn_ref`` only when not None.
+        ``ended_at`` is set the first time ``status`` is ``"ended"``. Raises ``ConcurrentUpdate``
+        when the row's ``row_version`` is not ``expected_row_version`` (or the row is gone)."""
+        self._require_write()
+        now = self.now()
+        ended_at = sa.func.coalesce(calls.c.ended_at, sa.literal(now, UTCDateTime())) if status == "ended" else None
+        values: dict[str, Any] = {
+            "state": dict(state),
+            "node": node,
+            "step": step,
+            "status": status,
+            "outcome": outcome,
+            "billing": None if billing is None else dict(billing),
+            "updated_at": now,
+            "row_version": calls.c.row_version + 1,
+            "ended_at": ended_at,
+        }
+        for name, value in (("caller", caller), ("called", called), ("dest", dest), ("txn_ref", txn_ref)):
+            if value is not None:
+                values[name] = value
+        query = (
+            sa.update(calls)
+            .where(calls.c.session == session, calls.c.row_version == expected_row_version)
+            .values(**values)
+        )
+        if self.conn.execute(query).rowcount != 1:
+            actual = self.conn.execute(
+                sa.select(calls.c.row_version).where(calls.c.session == session)
+            ).scalar_one_or_none()
+            raise ConcurrentUpdate(session, expected_row_version, actual)
+        return expected_row_version + 1
+
+    def list_calls(self, limit: int = 50, status: str | Collection[str] | None = None) -> list[CallRow]:
+        """Most recently updated first."""
+        query = sa.select(calls).order_by(calls.c.updated_at.desc(), calls.c.id.desc()).limit(limit)
+        if isinstance(status, str):
+            query = query.where(calls.c.status == status)
+        elif status is not None:
+            query = query.where(calls.c.status.in_(list(status)))
+        return [_row(CallRow, m) for m in self.conn.execute(query).mappings()]
+
+    # ------------------------------------------------------------------ notifications
+    def record_notification(
+        self,
+        route: str,
+        method: str,
+        query_string: str = "",
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        body: bytes | str = b"",
+        *,
+        session: str | None = None,
+        step: int | None = None,
+        received_at: datetime | None = None,
+    ) -> int:
+        """Store a request as received; returns its id. Credentials are removed from ``headers``
+        (``scrub_headers``); ``body`` is kept byte for byte (a ``str`` is stored UTF-8 encoded)."""
+        self._require_write()
+        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        result = self.conn.execute(
+            sa.insert(notifications).values(
+                received_at=received_at or self.now(),
+                session=_clip(session, SESSION_LEN),
+                route=_clip(route, 255) or "",
+                method=_clip(method, 16) or "",
+                query_string=query_string or "",
+                headers=scrub_headers(headers),
+                body=raw,
+                step=step,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def finish_notification(
+        self,
+        notification_id: int,
+        outcome: str,
+        reason: str | None = None,
+        response: Any = None,
+        session: str | None = None,
+        step: int | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        """Record how a notification was handled. ``session``/``step`` are kept when None."""
+        self._require_write()
+        values: dict[str, Any] = {
+            "outcome": _choose(outcome, NOTIFICATION_OUTCOMES, "outcome"),
+            "reason": reason,
+            "response": response,
+            "duration_ms": _ms(duration_ms),
+        }
+        if session is not None:
+            values["session"] = _clip(session, SESSION_LEN)
+        if step is not None:
+            values["step"] = step
+        self.conn.execute(sa.update(notifications).where(notifications.c.id == notification_id).values(**values))
+
+    def claim_notification(self, dedupe_key: str, notification_id: int | None = None) -> bool:
+        """Claim a dedupe key for this transaction; False when it was already claimed (a redelivery).
+
+        With ``notification_id`` the key is stored on that recorded request. Without it a bare
+        marker row (route ``"(claim)"``, no session) holds the key. The claim is undone if the
+        transaction rolls back. On PostgreSQL a concurrent claim of the same key waits for the
+        first transaction and then returns False (or True if that one rolled back)."""
+        self._require_write()
+        try:
+            with self.conn.begin_nested():
+                if notification_id is None:
+                    self.conn.execute(
+                        sa.insert(notifications).values(
+                            received_at=self.now(),
+                            route="(claim)",
+                            method="",
+                            query_string="",
+                            headers={},
+                            body=b"",
+                            dedupe_key=dedupe_key,
+                            outcome="accepted",
+                        )
+                    )
+                else:
+                    updated = self.conn.execute(
+                        sa.update(notifications)
+                        .where(notifications.c.id == notification_id)
+                        .values(dedupe_key=dedupe_key)
+                    ).rowcount
+                    if updated != 1:
+                        raise StorageError(f"no recorded notification with id {notification_id}")
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def recent_notifications(
+        self, limit: int = 50, *, session: str | None = None, outcome: str | None = None
+    ) -> list[NotificationRow]:
+        """Newest first, optionally for one session or one outcome."""
+        query = sa.select(notifications).order_by(notifications.c.id.desc()).limit(limit)
+        if session is not None:
+            query = query.where(notifications.c.session == session)
+        if outcome is not None:
+            query = query.where(notifications.c.outcome == outcome)
+        return [_notification(m) for m in self.conn.execute(query).mappings()]
+
+    def get_notification(self, notification_id: int) -> NotificationRow | None:
+        found = (
+            self.conn.execute(sa.select(notifications).where(notifications.c.id == notification_id)).mappings().first()
+        )
+        return None if found is None else _notification(found)
+
+    # ------------------------------------------------------------------ blocks (outbox)
+    def add_block(
+        self,
+        session: str,
+        step: int,
+        node: str,
+        kind: str,
+        endpoint: str,
+        params: Mapping[str, str] | Iterable[tuple[str, str]],
+    ) -> int:
+        """Queue one block (status ``pending``); returns its id. ``params`` keep their order and must
+        not contain ``access_token``/``app_id``. Raises ``DuplicateBlock`` when (session, step) is
+        already queued; the transaction stays usable."""
+        self._require_write()
+        params = dict(params.items() if isinstance(params, Mapping) else params)
+        leaked = FORBIDDEN_BLOCK_PARAMS.intersection(params)
+        if leaked:
+            raise ValueError(f"block parameters must not contain {', '.join(sorted(leaked))}")
+        now = self.now()
+        query = (
+            self._insert(blocks)
+            .values(
+                session=session,
+                step=step,
+                node=node,
+                kind=kind,
+                endpoint=endpoint,
+                params=params,
+                status="pending",
+                created_at=now,
+                updated_at=now,
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=["session", "step"])
+            .returning(blocks.c.id)
+        )
+        block_id = self.conn.execute(query).scalar_one_or_none()
+        if block_id is None:
+            raise DuplicateBlock(session, step)
+        return int(block_id)
+
+    def mark_block(
+        self,
+        block_id: int | None = None,
+        status: str | None = None,
+        http_status: int | None = None,
+        provider_status: str | None = None,
+        response: Any = None,
+        duration_ms: float | None = None,
+        attempts: int | None = None,
+        error: str | None = None,
+        *,
+        session: str | None = None,
+        step: int | None = None,
+        from_status: Collection[str] | None = None,
+    ) -> bool:
+        """Record a send attempt of a block, found by ``block_id`` or by ``session`` + ``step``.
+
+        Only the given (non-None) details are written. ``status="sending"`` without ``attempts``
+        adds one to ``attempts``. ``sent_at`` is set when the status becomes ``sent``, ``failed`` or
+        ``unknown`` (the attempt finished). With ``from_status`` the row changes only if its current
+        status is one of them: ``mark_block(id, "sending", from_status=("pending",))`` is how a
+        dispatcher claims a block so that two workers never send it twice. Returns True when the
+        row was changed."""
+        self._require_write()
+        if status is None:
+            raise ValueError("mark_block needs a status")
+        _choose(status, BLOCK_STATUSES, "block status")
+        if block_id is not None:
+            where = [blocks.c.id == block_id]
+        elif session is not None and step is not None:
+            where = [blocks.c.session == session, blocks.c.step == step]
+        else:
+            raise ValueError("mark_block needs block_id, or session and step")
+        if from_status is not None:
+            where.append(blocks.c.status.in_(list(from_status)))
+        now = self.now()
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status in ("sent", "failed", "unknown"):
+            values["sent_at"] = now
+        details = {
+            "http_status": http_status,
+            "provider_status": _clip(provider_status, 64),
+            "response": response,
+            "duration_ms": _ms(duration_ms),
+            "error": error,
+            "attempts": attempts,
+        }
+        values.update({k: v for k, v in details.items() if v is not None})
+        if attempts is None and status == "sending":
+            values["attempts"] = blocks.c.attempts + 1
+        return self.conn.execute(sa.update(blocks).where(*where).values(**values)).rowcount == 1
+
+    def get_block(self, block_id: int) -> BlockRow | None:
+        found = self.conn.execute(sa.select(blocks).where(blocks.c.id == block_id)).mappings().first()
+        return None if found is None else _row(BlockRow, found)
+
+    def blocks_for(self, session: str) -> list[BlockRow]:
+        query = sa.select(blocks).where(blocks.c.session == session).order_by(blocks.c.step, blocks.c.id)
+        return [_row(BlockRow, m) for m in self.conn.execute(query).mappings()]
+
+    def blocks_in_status(
+        self,
+        statuses: Collection[str] = ("pending", "sending"),
+        older_than_seconds: float = 0.0,
+        limit: int = 100,
+    ) -> list[BlockRow]:
+        """Blocks in one of ``statuses`` not touched for ``older_than_seconds`` (crash recovery),
+        oldest first."""
+        if isinstance(statuses, str):
+            statuses = (statuses,)
+        cutoff = self.now() - timedelta(seconds=older_than_seconds)
+        query = (
+            sa.select(blocks)
+            .where(blocks.c.status.in_(list(statuses)), blocks.c.updated_at <= cutoff)
+            .order_by(blocks.c.id)
+            .limit(limit)
+        )
+        return [_row(BlockRow, m) for m in self.conn.execute(query).mappings()]
+
+    # ------------------------------------------------------------------ side calls and their events
+    def add_side_call(
+        self,
+        kind: str,
+        request: Any,
+        *,
+        txn_ref: str | None = None,
+        session: str | None = None,
+        status: str = "pending",
+    ) -> int:
+        self._require_write()
+        now = self.now()
+        result = self.conn.execute(
+            sa.insert(side_calls).values(
+                kind=kind,
+                txn_ref=txn_ref,
+                session=session,
+                request=request,
+                status=status,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def update_side_call(
+        self, side_call_id: int, status: str, response: Any = None, *, txn_ref: str | None = None
+    ) -> bool:
+        self._require_write()
+        values: dict[str, Any] = {"status": status, "updated_at": self.now()}
+        if response is not None:
+            values["response"] = response
+        if txn_ref is not None:
+            values["txn_ref"] = txn_ref
+        query = sa.update(side_calls).where(side_calls.c.id == side_call_id).values(**values)
+        return self.conn.execute(query).rowcount == 1
+
+    def side_calls(self, *, session: str | None = None, txn_ref: str | None = None) -> list[SideCallRow]:
+        query = sa.select(side_calls).order_by(side_calls.c.id)
+        if session is not None:
+            query = query.where(side_calls.c.session == session)
+        if txn_ref is not None:
+            query = query.where(side_calls.c.txn_ref == txn_ref)
+        return [_row(SideCallRow, m) for m in self.conn.execute(query).mappings()]
+
+    def record_call_event(self, txn_ref: str, kind: str, payload: Any) -> int:
+        self._require_write()
+        result = self.conn.execute(
+            sa.insert(call_events).values(txn_ref=txn_ref, kind=kind, payload=payload, received_at=self.now())
+        )
+        return int(result.inserted_primary_key[0])
+
+    def call_events(self, txn_ref: str) -> list[CallEventRow]:
+        query = sa.select(call_events).where(call_events.c.txn_ref == txn_ref).order_by(call_events.c.id)
+        return [_row(CallEventRow, m) for m in self.conn.execute(query).mappings()]
+
+    # ------------------------------------------------------------------ flow versions
+    def record_flow_version(self, flow: str, version: str, source: str) -> bool:
+        """Keep the source of a flow version (first one wins). True when newly stored."""
+        self._require_write()
+        query = (
+            self._insert(flow_versions)
+            .values(flow=flow, version=version, source=source, loaded_at=self.now())
+            .on_conflict_do_nothing(index_elements=["flow", "version"])
+            .returning(flow_versions.c.id)
+        )
+        return self.conn.execute(query).scalar_one_or_none() is not None
+
+    def get_flow_source(self, flow: str, version: str) -> str | None:
+        query = sa.select(flow_versions.c.source).where(
+            flow_versions.c.flow == flow, flow_versions.c.version == version
+        )
+        return self.conn.execute(query).scalar_one_or_none()
+
+    # ------------------------------------------------------------------ views and housekeeping
+    def timeline(self, session: str) -> list[TimelineEntry]:
+        """Notifications (by ``received_at``), blocks (by ``created_at``) and side calls of a session,
+        merged in time order; at equal times a notification comes before what it caused."""
+        entries: list[tuple[datetime, int, int, TimelineEntry]] = []
+        query = sa.select(notifications).where(notifications.c.session == session)
+        for m in self.conn.execute(query).mappings():
+            row = _notification(m)
+            entries.append((row.received_at, 0, row.id, TimelineEntry(row.received_at, "notification", row)))
+        for block in self.blocks_for(session):
+            entries.append((block.created_at, 1, block.id, TimelineEntry(block.created_at, "block", block)))
+        for side in self.side_calls(session=session):
+            entries.append((side.created_at, 2, side.id, TimelineEntry(side.created_at, "side_call", side)))
+        entries.sort(key=lambda e: e[:3])
+        return [e[3] for e in entries]
+
+    def prune(self, older_than: timedelta) -> dict[str, int]:
+        """Delete what is older than the retention period; returns the number of rows per table.
+
+        Calls ended before the cutoff, or never ended and untouched since it (abandoned), go with
+        their blocks. Notifications, side calls and call events go by their own timestamps. Flow
+        versions are kept. Dedupe keys go with their notifications: by then a redelivery finds no
+        call and is refused."""
+        self._require_write()
+        cutoff = self.now() - older_than
+        doomed = sa.or_(
+            calls.c.ended_at < cutoff,
+            sa.and_(calls.c.ended_at.is_(None), calls.c.updated_at < cutoff),
+        )
+        doomed_sessions = sa.select(calls.c.session).where(doomed).scalar_subquery()
+        counts = {
+            "blocks": self.conn.execute(sa.delete(blocks).where(blocks.c.session.in_(doomed_sessions))).rowcount,
+            "calls": self.conn.execute(sa.delete(calls).where(doomed)).rowcount,
+            "notifications": self.conn.execute(
+                sa.delete(notifications).where(notifications.c.received_at < cutoff)
+            ).rowcount,
+            "side_calls": self.conn.execute(sa.delete(side_calls).where(side_calls.c.created_at < cutoff)).rowcount,
+            "call_events": self.conn.execute(sa.delete(call_events).where(call_events.c.received_at < cutoff)).rowcount,
+        }
+        return counts
+
+
+def _notification(mapping: Mapping[str, Any]) -> NotificationRow:
+    values = dict(mapping)
+    values["body"] = bytes(values["body"] or b"")  # memoryview on PostgreSQL
+    return _row(NotificationRow, values)
