@@ -1,0 +1,448 @@
+"""The shell around the pure interpreter: one notification -> one transaction -> blocks to send.
+
+Order of work for every notification (nothing is lost, nothing is done twice):
+
+1. The raw request is recorded in its own short transaction, before anything else can fail.
+2. Authenticity: ``X-Hoiio-Signature`` over the raw body (when verification is on) and the engine's
+   own HMAC on the ``step`` pass-on parameter of the notify URL.
+3. The body is parsed strictly (query-string values never override signed body values).
+4. One write transaction: claim the notification's dedupe key, lock the call's row, run the
+   interpreter, store the new state and the blocks to send (outbox). Concurrent or repeated
+   notifications for a call are serialised here; the loser sees a stale step and is ignored.
+5. After commit the blocks are sent. A refusal from the provider is fed back to the interpreter as
+   ``ProviderRejected`` (again one transaction), which may issue the error handler's block.
+
+May import engine.core, engine.flowfile (via the registry), engine.providers, engine.storage.
+Never Flask: the web layer hands over an ``Inbound`` value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from engine.config import Settings
+from engine.core import interpreter
+from engine.core.actions import Block, HttpCall, SideCall
+from engine.core.events import HttpResult, MonitorReady, Notification, ProviderRejected, SideCallResult
+from engine.core.flow import Flow
+from engine.core.state import ENDED, CallState
+from engine.httpstep import HttpStepRunner
+from engine.providers.hoiio import wire
+from engine.providers.hoiio.client import HoiioClientError
+from engine.providers.hoiio.signature import SIGNATURE_HEADER, sign_step, verify_body, verify_step
+from engine.providers.hoiio.wire import BlockError
+from engine.registry import FlowRegistry
+from engine.storage import (
+    ConcurrentUpdate,
+    Database,
+    DatabaseUnavailable,
+    DuplicateCall,
+    StorageBusy,
+)
+
+log = logging.getLogger("engine.service")
+
+APOLOGY = "Sorry, something went wrong. Please call again later. Goodbye."
+_SINGLE_HEADERS_KEPT = ("content-type", "content-length", "user-agent", SIGNATURE_HEADER.lower(),
+                        "x-forwarded-for", "x-request-id")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A webhook request as the web layer saw it."""
+
+    route: str  # "answer" | "notify" | "monitor"
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+    flow_hint: str | None = None  # /hoiio/answer/<flow>
+    remote_addr: str | None = None
+
+
+@dataclass
+class Outcome:
+    http_status: int
+    body: dict[str, Any]
+    record: str = "accepted"  # notifications.outcome
+    reason: str | None = None
+    session: str | None = None
+    step: int | None = None
+
+
+class Rejected(Exception):
+    def __init__(self, http_status: int, record: str, reason: str, session: str | None = None) -> None:
+        super().__init__(reason)
+        self.http_status = http_status
+        self.record = record
+        self.reason = reason
+        self.session = session
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_form(body: bytes) -> dict[str, list[str]]:
+    """Parse an application/x-www-form-urlencoded body strictly (Werkzeug would return an empty
+    form for bytes it cannot read, which must not look like a notification without fields)."""
+    if not body:
+        return {}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "invalid", "the request body is not readable form data (not UTF-8)") from None
+    if any(ord(ch) < 32 and ch not in "\t\r\n" for ch in text):
+        raise Rejected(400, "invalid", "the request body contains control characters")
+    try:
+        return parse_qs(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected(400, "invalid", "the request body is not application/x-www-form-urlencoded") from None
+
+
+@dataclass
+class Dispatch:
+    """Blocks actually sent while handling one request (for the JSON answer)."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = ""
+
+
+class CallService:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        flows: FlowRegistry,
+        client: Any,
+        *,
+        http: HttpStepRunner | None = None,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.flows = flows
+        self.client = client
+        self.http = http or HttpStepRunner(allow_private=settings.http_allow_private)
+        self.now = now
+
+    def remember_flow_versions(self) -> None:
+        """Store the source of every loaded flow version, so calls can be inspected (and replayed)
+        against the exact version they ran on."""
+        for flow in list(self.flows.versions.values()):
+            self.db.record_flow_version(flow.name, flow.version, _source_of(flow))
+
+    # ------------------------------------------------------------------ URLs
+    def notify_url(self, key: str, step: int, *, route: str = "notify", ref: bool = False) -> str:
+        params = {"step": str(step), "sig": sign_step(self.settings.step_secret, key, step)}
+        if ref:
+            params["ref"] = key
+        return f"{self.settings.public_url}/hoiio/{route}?{urlencode(params)}"
+
+    # ------------------------------------------------------------------ entry
+    def handle(self, req: Inbound) -> Outcome:
+        started = time.monotonic()
+        headers = {k: v for k, v in req.headers.items() if k.lower() in _SINGLE_HEADERS_KEPT}
+        query_string = urlencode([(k, v) for k, vs in req.query.items() for v in vs])
+        record_id = self.db.record_notification(
+            route=f"{req.method} {req.path}",
+            method=req.method,
+            query_string=query_string,
+            headers=headers,
+            body=req.body,
+        )
+        try:
+            outcome = self._handle(req, record_id)
+        except (StorageBusy, DatabaseUnavailable) as exc:
+            log.error("database trouble while handling a notification: %s", exc)
+            outcome = Outcome(503, {"status": "error", "error": "the database is unavailable; nothing was done"},
+                              record="error", reason=type(exc).__name__)
+        except Rejected as exc:
+            outcome = Outcome(
+                exc.http_status,
+                {"status": "error", "error": exc.reason},
+                record=exc.record,
+                reason=exc.reason,
+                session=exc.session,
+            )
+        except Exception as exc:  # a bug must not leave the worker or the caller hanging
+            log.exception("unexpected error while handling a notification")
+            outcome = Outcome(500, {"status": "error", "error": "internal error; the call was sent to "
+                                    "the error handler"}, record="error", reason=type(exc).__name__)
+        self.db.finish_notification(
+            record_id,
+            outcome=outcome.record,
+            reason=outcome.reason,
+            response=outcome.body,
+            session=outcome.session,
+            step=outcome.step,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        return outcome
+
+    def _handle(self, req: Inbound, record_id: int | None = None) -> Outcome:
+        if self.settings.verify_signatures:
+            signature = next((v for k, v in req.headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
+            if not verify_body(req.body, signature, self.settings.hoiio_access_token):
+                raise Rejected(403, "refused", f"missing or wrong {SIGNATURE_HEADER}")
+        fields = parse_form(req.body)
+        # Pass-on parameters come back in the query string; they never override signed body fields,
+        # and the engine's own parameters are taken from the query only.
+        ours = {"step", "sig", "ref"}
+        merged = {k: v for k, v in req.query.items() if k not in fields and k not in ours}
+        merged.update({k: v for k, v in fields.items() if k not in ours})
+        try:
+            if req.route == "monitor":
+                ready = wire.parse_monitor_ready(merged)
+                step, key = self._verified_step(req, ready.session)
+                return self._advance(key, MonitorReady(session=key, record_url=ready.record_url),
+                                     dedupe=f"monitor:{key}:{step}", record_id=record_id)
+            event = wire.parse_notification(merged)
+        except wire.NotificationError as exc:
+            raise Rejected(400, "invalid", f"{exc.field}: {exc.reason}") from None
+        step, key = self._verified_step(req, event.session)
+        if req.route == "answer":
+            if step is not None:
+                raise Rejected(400, "invalid", "an answer notification carries no step")
+            return self._answer(req, event, record_id)
+        if step is None:
+            raise Rejected(400, "invalid", "this notification URL has no step; Hoiio numbers must point "
+                           "at /hoiio/answer")
+        event = _with_step(event, step)
+        return self._advance(key, event, dedupe=_dedupe_key(key, step, req.body), record_id=record_id)
+
+    def _verified_step(self, req: Inbound, session: str) -> tuple[int | None, str]:
+        raw = req.query.get("step")
+        if raw is None:
+            return None, session
+        if len(raw) != 1 or not raw[0].isdigit() or len(raw[0]) > 9:
+            raise Rejected(400, "invalid", "step must be one whole number")
+        key = (req.query.get("ref") or [session])[0]
+        step = int(raw[0])
+        if not verify_step(self.settings.step_secret, key, step, (req.query.get("sig") or [None])[0]):
+            raise Rejected(403, "refused", "the step parameter of the notify URL is not signed by this server",
+                           session=session)
+        return step, key
+
+    # ------------------------------------------------------------------ answer
+    def _answer(self, req: Inbound, event: Notification, record_id: int | None) -> Outcome:
+        if req.flow_hint is not None:
+            flow = self.flows.get(req.flow_hint)
+            if flow is None:
+                raise Rejected(404, "invalid", f"there is no flow named {req.flow_hint!r}", event.session)
+        else:
+            flow = self.flows.for_number(event.called)
+            if flow is None:
+                raise Rejected(404, "invalid", f"no flow lists the dialled number {event.called!r} in its "
+                               "numbers", event.session)
+        if flow.outbound:
+            raise Rejected(400, "invalid", f"flow {flow.name!r} starts with a dial node: it is for outbound "
+                           "calls only", event.session)
+        if event.call_state == "ended":
+            raise Rejected(404, "stale", "the call ended before it was answered", event.session)
+        dedupe = _dedupe_key(event.session, 0, req.body)
+        with self.db.transaction() as tx:
+            if not tx.claim_notification(dedupe, notification_id=record_id):
+                return self._ignored(event.session, None, "duplicate", "this notification was already handled")
+            if tx.lock_call(event.session) is not None:
+                return self._ignored(event.session, None, "duplicate", "this call was already answered")
+            call = {k: v for k, v in (("from", event.caller), ("to", event.called), ("txn_ref", event.txn_ref))
+                    if v}
+            result = interpreter.start(flow, session=event.session, call=call, now=self.now())
+            try:
+                tx.insert_call(
+                    session=event.session, flow=flow.name, flow_version=flow.version, direction="inbound",
+                    state=result.state.to_dict(), node=result.state.node, step=result.state.step,
+                    status=result.state.status, caller=event.caller, called=event.called, dest=None,
+                    txn_ref=event.txn_ref,
+                )
+            except DuplicateCall:  # a racing copy of this answer won on another worker
+                return self._ignored(event.session, None, "duplicate", "this call was already answered")
+            self._queue_blocks(tx, event.session, result.actions)
+        return self._after_commit(flow, event.session, result)
+
+    # ------------------------------------------------------------------ later steps
+    def _advance(self, key: str, event: Any, *, dedupe: str | None, record_id: int | None = None) -> Outcome:
+        with self.db.transaction() as tx:
+            if dedupe is not None and not tx.claim_notification(dedupe, notification_id=record_id):
+                return self._ignored(key, getattr(event, "step", None), "duplicate",
+                                     "this notification was already handled")
+            row = tx.lock_call(key)
+            if row is None:
+                raise Rejected(404, "invalid", "unknown session: no call with this session was started here",
+                               key)
+            flow = self._flow_for(row.flow, row.flow_version)
+            state = CallState.from_dict(row.state)
+            result = interpreter.step(flow, state, event, now=self.now())
+            if result.state != state:
+                tx.update_call(
+                    key, state=result.state.to_dict(), node=result.state.node, step=result.state.step,
+                    status=result.state.status, outcome=result.state.outcome,
+                    billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
+                )
+                self._queue_blocks(tx, key, result.actions)
+        if result.outcome.startswith("ignored"):
+            return self._ignored(key, getattr(event, "step", None), "stale", result.outcome)
+        return self._after_commit(flow, key, result)
+
+    def _ignored(self, session: str, step: int | None, record: str, reason: str) -> Outcome:
+        return Outcome(200, {"status": "ignored", "session": session, "reason": reason, "blocks": []},
+                       record=record, reason=reason, session=session, step=step)
+
+    def _flow_for(self, name: str, version: str) -> Flow:
+        flow = self.flows.get(name, version)
+        if flow is None:
+            raise Rejected(409, "error", f"flow {name!r} is no longer loaded")
+        return flow
+
+    def _queue_blocks(self, tx: Any, key: str, actions: tuple) -> None:
+        for action in actions:
+            if isinstance(action, Block):
+                tx.add_block(session=key, step=action.step, node=action.node, kind=action.kind,
+                             endpoint=action.endpoint, params=dict(action.params))
+
+    # ------------------------------------------------------------------ sending
+    def _after_commit(self, flow: Flow, key: str, result: interpreter.Step) -> Outcome:
+        sent: list[dict[str, Any]] = []
+        outcome = result.outcome
+        pending = list(result.actions)
+        state = result.state
+        guard = 0
+        while pending and guard < 50:
+            guard += 1
+            action = pending.pop(0)
+            feedback: Any = None
+            if isinstance(action, Block):
+                feedback = self._send(key, state, action, sent)
+            elif isinstance(action, HttpCall):
+                feedback = self.http.run(action)
+            elif isinstance(action, SideCall):
+                try:
+                    res = self.client.call(action.api, list(action.params))
+                    feedback = SideCallResult(step=action.step, ok=res.ok, status=res.status, data=res.data or {})
+                except (BlockError, HoiioClientError) as exc:
+                    feedback = SideCallResult(step=action.step, ok=False, status="error_invalid_request",
+                                              data={"error": str(exc)[:500]})
+            if feedback is not None:
+                nxt = self._feed(key, feedback)
+                if nxt is None:
+                    break
+                outcome = nxt.outcome
+                state = nxt.state
+                pending.extend(nxt.actions)
+        body = {
+            "status": "ok",
+            "session": key,
+            "flow": flow.name,
+            "node": state.node,
+            "step": state.step,
+            "call_status": state.status,
+            "outcome": outcome,
+            "blocks": sent,
+        }
+        return Outcome(200, body, record="accepted", session=key, step=state.step)
+
+    def _send(self, key: str, state: CallState, block: Block, sent: list) -> Any:
+        hoiio_session = state.call.get("session") or state.session
+        notify = None
+        monitor = None
+        if block.awaits_notification:
+            notify = self.notify_url(key, block.step, ref=(key != hoiio_session))
+        if block.kind == "monitor":
+            monitor = self.notify_url(key, block.step, route="monitor", ref=(key != hoiio_session))
+        try:
+            res = self.client.send_block(block, session=hoiio_session, notify_url=notify, monitor_notify_url=monitor)
+        except (BlockError, HoiioClientError) as exc:
+            log.error("block %s for %s could not be sent: %s", block.kind, key, exc)
+            self.db.mark_block(session=key, step=block.step, status="failed", http_status=None,
+                               provider_status="error_invalid_block", response=None, duration_ms=0,
+                               attempts=0, error=str(exc)[:500])
+            sent.append({"endpoint": block.endpoint, "params": {}, "provider_status": "error_invalid_block"})
+            return ProviderRejected(step=block.step, status="error_invalid_block")
+        status = "sent" if res.ok else ("unknown" if res.maybe_delivered else "failed")
+        self.db.mark_block(
+            session=key, step=block.step, status=status, http_status=res.http_status,
+            provider_status=res.status, response=res.data, duration_ms=res.elapsed_ms,
+            attempts=res.attempts, error=None if res.ok else res.status,
+        )
+        sent.append({
+            "endpoint": block.endpoint,
+            "params": dict(res.request_params),
+            "provider_status": res.status,
+        })
+        if res.ok or res.maybe_delivered:
+            return None
+        return ProviderRejected(step=block.step, status=res.status)
+
+    def _feed(self, key: str, event: HttpResult | SideCallResult | ProviderRejected) -> interpreter.Step | None:
+        try:
+            with self.db.transaction() as tx:
+                row = tx.lock_call(key)
+                if row is None:
+                    return None
+                flow = self._flow_for(row.flow, row.flow_version)
+                state = CallState.from_dict(row.state)
+                result = interpreter.step(flow, state, event, now=self.now())
+                if result.outcome.startswith("ignored"):
+                    return None
+                tx.update_call(
+                    key, state=result.state.to_dict(), node=result.state.node, step=result.state.step,
+                    status=result.state.status, outcome=result.state.outcome,
+                    billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
+                )
+                self._queue_blocks(tx, key, result.actions)
+            return result
+        except ConcurrentUpdate:
+            return None
+
+    # ------------------------------------------------------------------ outbound
+    def start_outbound(self, flow_name: str, *, to: str, vars: Mapping[str, Any] | None = None,
+                       caller_id: str | None = None, tag: str | None = None) -> Outcome:
+        flow = self.flows.get(flow_name)
+        if flow is None or not flow.outbound:
+            raise Rejected(404, "invalid", f"there is no outbound flow named {flow_name!r}")
+        key = f"out-{uuid.uuid4().hex[:20]}"
+        call = {"dest": to}
+        if caller_id:
+            call["caller_id"] = caller_id
+        if tag:
+            call["tag"] = tag
+        result = interpreter.start(flow, session=key, call=call, vars=dict(vars or {}), now=self.now())
+        with self.db.transaction() as tx:
+            tx.insert_call(
+                session=key, flow=flow.name, flow_version=flow.version, direction="outbound",
+                state=result.state.to_dict(), node=result.state.node, step=result.state.step,
+                status=result.state.status, caller=None, called=None, dest=to, txn_ref=None,
+            )
+            self._queue_blocks(tx, key, result.actions)
+        return self._after_commit(flow, key, result)
+
+
+def _with_step(event: Notification, step: int) -> Notification:
+    from dataclasses import replace
+
+    return replace(event, step=step)
+
+
+def _dedupe_key(key: str, step: int, body: bytes) -> str:
+    return hashlib.sha256(key.encode() + b"|" + str(step).encode() + b"|" + body).hexdigest()
+
+
+def _source_of(flow: Flow) -> str:
+    try:
+        with open(flow.source, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+__all__ = ["CallService", "Inbound", "Outcome", "Rejected", "parse_form", "ENDED"]
