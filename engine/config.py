@@ -54,6 +54,7 @@ class Settings:
     api_token: str | None = None
     admin_token: str | None = None
     http_allow_private: bool = False  # let flow http steps reach private/loopback addresses
+    recovery_interval: float = 15.0  # seconds between passes resending interrupted blocks; 0: off
 
     @property
     def step_secret(self) -> str:
@@ -110,6 +111,12 @@ class Settings:
         values["http_allow_private"] = _flag(
             env.get("IVR_HTTP_ALLOW_PRIVATE"), False, "IVR_HTTP_ALLOW_PRIVATE"
         )
+        interval = get("IVR_RECOVERY_INTERVAL")
+        if interval is not None:
+            try:
+                values["recovery_interval"] = float(interval)
+            except ValueError:
+                raise ConfigError(f"IVR_RECOVERY_INTERVAL must be a number of seconds (got {interval!r})") from None
         values.update(overrides)
         if "public_url" in overrides:
             values["public_url"] = _http_url(values["public_url"], "IVR_PUBLIC_URL")

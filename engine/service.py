@@ -282,8 +282,11 @@ class CallService:
                                key)
             flow = self._flow_for(row.flow, row.flow_version)
             state = CallState.from_dict(row.state)
+            if isinstance(event, Notification) and not state.call.get("session") and event.session != key:
+                # outbound: the dial's notification may overtake the dial request's own answer
+                state = state.evolve(call={**state.call, "session": event.session})
             result = interpreter.step(flow, state, event, now=self.now())
-            if result.state != state:
+            if result.state != state or result.state.to_dict() != row.state:
                 tx.update_call(
                     key, state=result.state.to_dict(), node=result.state.node, step=result.state.step,
                     status=result.state.status, outcome=result.state.outcome,
@@ -351,7 +354,12 @@ class CallService:
         }
         return Outcome(200, body, record="accepted", session=key, step=state.step)
 
-    def _send(self, key: str, state: CallState, block: Block, sent: list) -> Any:
+    def _send(self, key: str, state: CallState, block: Block, sent: list, *, claimed: bool = False) -> Any:
+        # Claim the outbox row first: if a recovery pass (or another worker) already owns it, the
+        # block is theirs to send, and sending it here too would do it twice.
+        if not claimed and not self.db.mark_block(session=key, step=block.step, status="sending",
+                                                  from_status=("pending",)):
+            return None
         hoiio_session = state.call.get("session") or state.session
         notify = None
         monitor = None
@@ -379,9 +387,63 @@ class CallService:
             "params": dict(res.request_params),
             "provider_status": res.status,
         })
+        if res.ok and block.kind == "dial":
+            self._remember_dial(key, res.data or {})
         if res.ok or res.maybe_delivered:
             return None
         return ProviderRejected(step=block.step, status=res.status)
+
+    def _remember_dial(self, key: str, data: Mapping[str, Any]) -> None:
+        """Store the Hoiio session and txn_ref a dial request returned, so later blocks use them."""
+        hoiio_session = data.get("session")
+        if not isinstance(hoiio_session, str) or not hoiio_session:
+            return
+        with self.db.transaction() as tx:
+            row = tx.lock_call(key)
+            if row is None:
+                return
+            state = CallState.from_dict(row.state)
+            if state.call.get("session"):
+                return
+            call = {**state.call, "session": hoiio_session}
+            if isinstance(data.get("txn_ref"), str):
+                call["txn_ref"] = data["txn_ref"]
+            new = state.evolve(call=call)
+            tx.update_call(key, state=new.to_dict(), node=new.node, step=new.step, status=new.status,
+                           outcome=new.outcome, billing=dict(new.billing) or None,
+                           expected_row_version=row.row_version, txn_ref=call.get("txn_ref"))
+
+    # ------------------------------------------------------------------ crash recovery
+    def recover_stuck_blocks(self, older_than_seconds: float = 10.0) -> int:
+        """Send blocks whose sending was interrupted (the process died between commit and send, or
+        mid-send). Each is claimed atomically, so several workers can run this at once. A block whose
+        call has moved on or ended is marked ``unknown`` and left alone. Returns how many were resent."""
+        resent = 0
+        for row in self.db.blocks_in_status(("pending", "sending"), older_than_seconds=older_than_seconds):
+            call = self.db.get_call(row.session)
+            claim_from = "pending" if row.status == "pending" else "sending"
+            claim_to = "sending" if row.status == "pending" else "unknown"
+            if call is None or call.status != "active" or call.step != row.step:
+                self.db.mark_block(row.id, "unknown", error="call moved on before the block was sent",
+                                   from_status=(row.status,))
+                continue
+            if not self.db.mark_block(row.id, claim_to, from_status=(claim_from,)):
+                continue  # someone else took it
+            try:
+                flow = self._flow_for(call.flow, call.flow_version)
+            except Rejected:
+                continue
+            state = CallState.from_dict(call.state)
+            block = Block(kind=row.kind, params=tuple((k, str(v)) for k, v in row.params.items()),
+                          step=row.step, node=row.node)
+            log.warning("resending interrupted block %s (step %s) for %s", row.kind, row.step, row.session)
+            feedback = self._send(row.session, state, block, [], claimed=True)
+            resent += 1
+            if feedback is not None:
+                nxt = self._feed(row.session, feedback)
+                if nxt is not None and nxt.actions:
+                    self._after_commit(flow, row.session, nxt)
+        return resent
 
     def _feed(self, key: str, event: HttpResult | SideCallResult | ProviderRejected) -> interpreter.Step | None:
         try:

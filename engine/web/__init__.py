@@ -40,6 +40,8 @@ def create_app(
         kwargs["now"] = now
     service = CallService(settings, db, flows, client, **kwargs)
     service.remember_flow_versions()
+    if settings.recovery_interval > 0:
+        _start_recovery(service, settings.recovery_interval)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -53,6 +55,24 @@ def create_app(
     webhooks.register_error_handlers(app)
     logging.getLogger("engine").setLevel(logging.INFO)
     return app
+
+
+def _start_recovery(service: CallService, interval: float) -> None:
+    """Resend blocks whose sending was interrupted (see ``CallService.recover_stuck_blocks``).
+    Runs in every worker; each block is claimed atomically, so only one sends it."""
+    import threading
+
+    log = logging.getLogger("engine.recovery")
+
+    def loop() -> None:
+        stop = threading.Event()
+        while not stop.wait(interval):
+            try:
+                service.recover_stuck_blocks(older_than_seconds=max(interval, 10.0))
+            except Exception:  # the loop must survive database blips
+                log.exception("recovery pass failed")
+
+    threading.Thread(target=loop, name="ivr-recovery", daemon=True).start()
 
 
 def service_of(app: Flask) -> CallService:

@@ -71,7 +71,7 @@ def make_app(database_url: str, flows_dir: Path = FLOWS, **overrides):
     settings = Settings(
         hoiio_app_id=APP_ID, hoiio_access_token=TOKEN, hoiio_api_url="https://hoiio.test/open",
         database_url=database_url, flows_dir=flows_dir, public_url="https://ivr.example.com",
-        **overrides,
+        recovery_interval=0, **overrides,
     )
     db = Database.open(database_url, auto_migrate=True)
     client = HoiioClient(settings.hoiio_api_url, APP_ID, TOKEN, session_factory=adapter.session_factory(),
