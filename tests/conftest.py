@@ -25,15 +25,24 @@ def database_url(request, tmp_path) -> str:
     return fresh_postgres_url()
 
 
-def fresh_postgres_url() -> str:
-    """Drop every table in the PostgreSQL test database and return its URL."""
+_PG_DATABASE: dict[str, str] = {}
+
+
+def _private_postgres_url() -> str:
+    """A database of this test process's own on the PostgreSQL server, created on first use and
+    dropped at exit, so that concurrent test runs never drop each other's tables."""
+    if "url" in _PG_DATABASE:
+        return _PG_DATABASE["url"]
+    import atexit
+    import uuid
+
     import sqlalchemy as sa
 
-    engine = sa.create_engine(POSTGRES_URL)
+    name = f"ivr_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:  # pragma: no cover - environment problem
         pytest.fail(
             f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}. Start it with "
@@ -41,5 +50,36 @@ def fresh_postgres_url() -> str:
             pytrace=False,
         )
     finally:
+        admin.dispose()
+
+    def drop() -> None:
+        engine = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception:  # noqa: S110 - best effort at exit
+            pass
+        finally:
+            engine.dispose()
+
+    atexit.register(drop)
+    url = sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    _PG_DATABASE["url"] = url
+    return url
+
+
+def fresh_postgres_url() -> str:
+    """Drop every table in this process's PostgreSQL test database and return its URL."""
+    import sqlalchemy as sa
+
+    url = _private_postgres_url()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    except sa.exc.OperationalError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"PostgreSQL is not reachable at {url}: {exc.orig}", pytrace=False)
+    finally:
         engine.dispose()
-    return POSTGRES_URL
+    return url
