@@ -54,6 +54,8 @@ class Settings:
     api_token: str | None = None
     admin_token: str | None = None
     http_allow_private: bool = False  # let flow http steps reach private/loopback addresses
+    hoiio_allow_nets: tuple[str, ...] = ()  # source networks allowed on /hoiio/*; empty: any
+    proxy_hops: int = 0  # reverse proxies in front (nginx: 1): trust that many X-Forwarded-* hops
     recovery_interval: float = 15.0  # seconds between passes resending interrupted blocks; 0: off
 
     @property
@@ -111,6 +113,25 @@ class Settings:
         values["http_allow_private"] = _flag(
             env.get("IVR_HTTP_ALLOW_PRIVATE"), False, "IVR_HTTP_ALLOW_PRIVATE"
         )
+        nets = get("IVR_HOIIO_ALLOW_NETS")
+        if nets is not None:
+            import ipaddress
+
+            parsed = []
+            for item in nets.split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                try:
+                    parsed.append(str(ipaddress.ip_network(item, strict=False)))
+                except ValueError:
+                    raise ConfigError(f"IVR_HOIIO_ALLOW_NETS: {item!r} is not a network like 203.0.113.0/24") from None
+            values["hoiio_allow_nets"] = tuple(parsed)
+        hops = get("IVR_PROXY_HOPS")
+        if hops is not None:
+            if not hops.isdigit() or int(hops) > 5:
+                raise ConfigError(f"IVR_PROXY_HOPS must be the number of proxies in front, 0-5 (got {hops!r})")
+            values["proxy_hops"] = int(hops)
         interval = get("IVR_RECOVERY_INTERVAL")
         if interval is not None:
             try:

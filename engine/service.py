@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from engine import observability as obs
 from engine.config import Settings
 from engine.core import interpreter
 from engine.core.actions import Block, HttpCall, SideCall
@@ -38,6 +39,7 @@ from engine.httpstep import HttpStepRunner
 from engine.providers.hoiio import wire
 from engine.providers.hoiio.client import HoiioClientError
 from engine.providers.hoiio.signature import SIGNATURE_HEADER, sign_step, verify_body, verify_step
+from engine.providers.hoiio.statuses import classify
 from engine.providers.hoiio.wire import BlockError
 from engine.registry import FlowRegistry
 from engine.storage import (
@@ -160,8 +162,9 @@ class CallService:
             headers=headers,
             body=req.body,
         )
+        meta: dict[str, Any] = {}
         try:
-            outcome = self._handle(req, record_id)
+            outcome = self._handle(req, record_id, meta)
         except (StorageBusy, DatabaseUnavailable) as exc:
             log.error("database trouble while handling a notification: %s", exc)
             outcome = Outcome(503, {"status": "error", "error": "the database is unavailable; nothing was done"},
@@ -187,9 +190,38 @@ class CallService:
             step=outcome.step,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+        self._observe(req, outcome, meta, time.monotonic() - started)
         return outcome
 
-    def _handle(self, req: Inbound, record_id: int | None = None) -> Outcome:
+    def _observe(self, req: Inbound, outcome: Outcome, meta: Mapping[str, Any], seconds: float) -> None:
+        block = meta.get("block", "unparsed") if req.route != "monitor" else "monitor"
+        obs.NOTIFICATIONS.labels(block, outcome.record).inc()
+        obs.WEBHOOK_SECONDS.labels(req.route).observe(seconds)
+        if outcome.record in ("refused", "invalid"):
+            obs.REFUSED.labels("signature" if outcome.http_status == 403 else f"http_{outcome.http_status}").inc()
+        body = outcome.body
+        fields = {
+            "event": "notification",
+            "route": req.route,
+            "http_status": outcome.http_status,
+            "session": outcome.session or body.get("session"),
+            "txn_ref": meta.get("txn_ref"),
+            "flow": body.get("flow"),
+            "node": body.get("node"),
+            "block": meta.get("block"),
+            "call_state": meta.get("call_state"),
+            "caller": obs.mask_number(meta.get("caller")),
+            "outcome": body.get("outcome") or outcome.record,
+            "sent": [b.get("endpoint") for b in body.get("blocks", [])],
+            "duration_ms": round(seconds * 1000, 1),
+        }
+        if outcome.reason:
+            fields["reason"] = outcome.reason
+        level = logging.WARNING if outcome.http_status >= 400 else logging.INFO
+        log.log(level, "notification %s", outcome.record, extra={"ivr": fields})
+
+    def _handle(self, req: Inbound, record_id: int | None = None, meta: dict | None = None) -> Outcome:
+        meta = {} if meta is None else meta
         if self.settings.verify_signatures:
             signature = next((v for k, v in req.headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
             if not verify_body(req.body, signature, self.settings.hoiio_access_token):
@@ -207,6 +239,8 @@ class CallService:
                 return self._advance(key, MonitorReady(session=key, record_url=ready.record_url),
                                      dedupe=f"monitor:{key}:{step}", record_id=record_id)
             event = wire.parse_notification(merged)
+            meta.update(block=event.block or "none", txn_ref=event.txn_ref, caller=event.caller,
+                        call_state=event.call_state)
         except wire.NotificationError as exc:
             raise Rejected(400, "invalid", f"{exc.field}: {exc.reason}") from None
         step, key = self._verified_step(req, event.session)
@@ -377,6 +411,11 @@ class CallService:
             sent.append({"endpoint": block.endpoint, "params": {}, "provider_status": "error_invalid_block"})
             return ProviderRejected(step=block.step, status="error_invalid_block")
         status = "sent" if res.ok else ("unknown" if res.maybe_delivered else "failed")
+        obs.PROVIDER_SECONDS.labels(block.endpoint).observe((res.elapsed_ms or 0) / 1000)
+        if not res.ok:
+            known = classify(res.status).known or res.status in ("error_timeout", "error_connection",
+                                                                  "error_bad_response")
+            obs.PROVIDER_ERRORS.labels(res.status if known else "other").inc()
         self.db.mark_block(
             session=key, step=block.step, status=status, http_status=res.http_status,
             provider_status=res.status, response=res.data, duration_ms=res.elapsed_ms,

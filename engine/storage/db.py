@@ -539,6 +539,10 @@ class Database:
         with self.reading() as tx:
             return tx.list_calls(limit, status)
 
+    def count_calls(self, status: str | None = None) -> int:
+        with self.reading() as tx:
+            return tx.count_calls(status)
+
     def recent_notifications(
         self, limit: int = 50, *, session: str | None = None, outcome: str | None = None
     ) -> list[NotificationRow]:

@@ -413,6 +413,12 @@ class Transaction:
             query = query.where(calls.c.status.in_(list(status)))
         return [_row(CallRow, m) for m in self.conn.execute(query).mappings()]
 
+    def count_calls(self, status: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(calls)
+        if status is not None:
+            query = query.where(calls.c.status == status)
+        return int(self.conn.execute(query).scalar_one())
+
     # ------------------------------------------------------------------ notifications
     def record_notification(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 
 from engine.config import Settings
+from engine.observability import configure_logging
 from engine.registry import FlowRegistry
 from engine.service import CallService
 
@@ -43,7 +44,15 @@ def create_app(
     if settings.recovery_interval > 0:
         _start_recovery(service, settings.recovery_interval)
 
+    configure_logging()
     app = Flask(__name__)
+    if settings.proxy_hops:
+        # Behind nginx: take scheme, host and client address from X-Forwarded-* set by exactly
+        # this many proxies, so URLs and source-network checks see what the client sent.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,
+                                x_host=settings.proxy_hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ivr"] = service

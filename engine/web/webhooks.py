@@ -8,14 +8,41 @@ Every request, good or bad, is recorded; errors are JSON with the right 4xx stat
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from engine import observability as obs
 from engine.service import Inbound
 
 bp = Blueprint("hoiio", __name__, url_prefix="/hoiio")
+
+
+@bp.before_request
+def _source_allowed():
+    """Optional allow-list of source networks (``IVR_HOIIO_ALLOW_NETS``), checked before anything else."""
+    service = current_app.extensions["ivr"]
+    nets = service.settings.hoiio_allow_nets
+    if not nets:
+        return None
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        address = None
+    if address is not None and any(address in ipaddress.ip_network(net) for net in nets):
+        return None
+    message = f"source address {request.remote_addr} is not in IVR_HOIIO_ALLOW_NETS"
+    record = service.db.record_notification(
+        route=f"{request.method} {request.path}", method=request.method,
+        query_string=request.query_string.decode("latin-1")[:4000], headers={}, body=b"",
+    )
+    service.db.finish_notification(record, outcome="refused", reason=message,
+                                   response={"status": "error", "error": message}, session=None, step=None,
+                                   duration_ms=0)
+    obs.REFUSED.labels("source_network").inc()
+    return jsonify({"status": "error", "error": message}), 403
 
 _FLOW_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
