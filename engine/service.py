@@ -18,6 +18,7 @@ Never Flask: the web layer hands over an ``Inbound`` value.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -320,6 +321,11 @@ class CallService:
                 # outbound: the dial's notification may overtake the dial request's own answer
                 state = state.evolve(call={**state.call, "session": event.session})
             result = interpreter.step(flow, state, event, now=self.now())
+            if (result.outcome == "ignored: call already ended" and isinstance(event, Notification)
+                    and event.billing is not None and not state.billing):
+                # Hoiio's last word on a call we already consider over: keep its billing.
+                billing = {k: v for k, v in vars(event.billing).items() if v is not None}
+                result = dataclasses.replace(result, state=state.evolve(billing=billing))
             if result.state != state or result.state.to_dict() != row.state:
                 tx.update_call(
                     key, state=result.state.to_dict(), node=result.state.node, step=result.state.step,

@@ -272,3 +272,14 @@ def test_signature_helper_matches_documented_algorithm():
 
     body = b"session=S1&call_state=ongoing"
     assert sign_body(body, "tok") == hmac.new(b"tok", body, hashlib.sha256).hexdigest()
+
+
+def test_billing_arriving_after_the_call_ended_is_kept(harness):
+    harness.answer("S24")
+    url = harness.notify_url("S24")
+    harness.reply("S24", "play", call_state="ended", url=url)
+    assert harness.db.get_call("S24").status == "ended"
+    r = harness.reply("S24", "play", call_state="ended", url=url, duration="1", currency="SGD", rate="0.02",
+                      debit="0.02", date="2026-11-23 10:00:10")
+    assert r.get_json()["blocks"] == []
+    assert harness.db.get_call("S24").billing["debit"] == "0.02"
