@@ -24,3 +24,37 @@ accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("IVR_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
+
+
+def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+    """Wipe the Prometheus multiprocess directory: figures from a previous run must not leak in."""
+    import shutil
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+
+
+def post_worker_init(worker):
+    """On SIGTERM (graceful shutdown) /readyz turns 503 at once, while in-flight notifications finish."""
+    import signal
+
+    from engine.web.health import begin_shutdown
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        begin_shutdown()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """Mark a dead worker's metrics so gauges stop counting it."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -56,6 +56,7 @@ class Settings:
     http_allow_private: bool = False  # let flow http steps reach private/loopback addresses
     hoiio_allow_nets: tuple[str, ...] = ()  # source networks allowed on /hoiio/*; empty: any
     proxy_hops: int = 0  # reverse proxies in front (nginx: 1): trust that many X-Forwarded-* hops
+    reload_check_interval: float = 1.0  # how often a worker looks at the reload stamp (seconds)
     recovery_interval: float = 15.0  # seconds between passes resending interrupted blocks; 0: off
 
     @property

@@ -9,11 +9,15 @@ readiness and the dashboard can show them.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.core.flow import Flow
 from engine.flowfile import Finding, load_flows
+from engine.flowfile.api import compile_source
+
+StoredVersions = Callable[[str], list[dict]]
 
 
 class FlowLoadError(Exception):
@@ -36,12 +40,46 @@ class FlowRegistry:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, folder: Path | str, *, strict: bool = True) -> FlowRegistry:
+    def load(cls, folder: Path | str, *, strict: bool = True, stored: StoredVersions | None = None) -> FlowRegistry:
+        """Load the folder. A flow with errors is an error at start-up, unless ``stored`` can give
+        the last good version of that flow (a restart after a bad edit keeps serving it; the
+        errors stay visible on /readyz)."""
         registry = cls(Path(folder))
-        problems = registry.reload()
-        if strict and problems:
+        registry.reload()
+        failing = registry.failing_flows()
+        if failing and stored is not None:
+            for name in sorted(failing):
+                flow = registry.recompile_latest(name, stored)
+                if flow is not None:
+                    failing.discard(name)
+        if strict and failing:
             raise FlowLoadError(registry.findings)
         return registry
+
+    def failing_flows(self) -> set[str]:
+        return {Path(f.file).stem for f in self.errors if Path(f.file).stem not in self.current}
+
+    def recompile_latest(self, name: str, stored: StoredVersions) -> Flow | None:
+        for entry in stored(name):
+            flow = self.compile_stored(name, entry["version"], entry["source"])
+            if flow is not None:
+                with self._lock:
+                    self.current[name] = flow
+                    for number in flow.numbers:
+                        self.by_number.setdefault(number, name)
+                return flow
+        return None
+
+    def compile_stored(self, name: str, version: str, source: str) -> Flow | None:
+        """Compile a stored version (an in-flight call's, after a restart or a change)."""
+        if not source:
+            return None
+        flow, findings = compile_source(source, str(self.folder / f"{name}.yaml"), name=name)
+        if flow is None:
+            return None
+        flow = replace(flow, version=version)
+        self.add(flow)
+        return flow
 
     def reload(self) -> list[Finding]:
         """Load every flow in the folder. Returns the errors; flows with errors keep their old version."""

@@ -342,10 +342,30 @@ class CallService:
                        record=record, reason=reason, session=session, step=step)
 
     def _flow_for(self, name: str, version: str) -> Flow:
-        flow = self.flows.get(name, version)
+        """The exact version a call started on: in memory, or re-compiled from the stored source
+        (after a restart or a reload), so an in-flight call never switches versions mid-call."""
+        flow = self.flows.versions.get((name, version))
         if flow is None:
-            raise Rejected(409, "error", f"flow {name!r} is no longer loaded")
+            source = self.db.get_flow_source(name, version)
+            if source:
+                flow = self.flows.compile_stored(name, version, source)
+        if flow is None:
+            flow = self.flows.get(name)
+            if flow is None:
+                raise Rejected(409, "error", f"flow {name!r} is no longer loaded")
+            log.warning("version %s of flow %s is gone; continuing on %s", version, name, flow.version)
         return flow
+
+    def reload_flows(self) -> list:
+        """Reload the flows folder. A flow that fails its checks keeps its running version; the
+        errors are logged, counted and shown on /readyz. Returns the errors."""
+        errors = self.flows.reload()
+        obs.FLOW_RELOADS.labels("failed" if errors else "ok").inc()
+        for finding in errors:
+            log.error("flow reload: %s (the running version is kept)", finding)
+        self.remember_flow_versions()
+        log.info("flows reloaded: %s", ", ".join(f"{n}@{f.version}" for n, f in sorted(self.flows.current.items())))
+        return errors
 
     def _queue_blocks(self, tx: Any, key: str, actions: tuple) -> None:
         for action in actions:

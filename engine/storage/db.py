@@ -585,3 +585,7 @@ class Database:
     def get_flow_source(self, flow: str, version: str) -> str | None:
         with self.reading() as tx:
             return tx.get_flow_source(flow, version)
+
+    def flow_versions(self, flow: str | None = None) -> list[dict[str, Any]]:
+        with self.reading() as tx:
+            return tx.flow_versions(flow)

@@ -720,6 +720,16 @@ class Transaction:
         )
         return self.conn.execute(query).scalar_one_or_none()
 
+    def flow_versions(self, flow: str | None = None) -> list[dict[str, Any]]:
+        """Stored versions (``flow``, ``version``, ``loaded_at``, ``source``), newest first."""
+        query = sa.select(flow_versions).order_by(flow_versions.c.loaded_at.desc(), flow_versions.c.id.desc())
+        if flow is not None:
+            query = query.where(flow_versions.c.flow == flow)
+        return [
+            {"flow": m["flow"], "version": m["version"], "loaded_at": m["loaded_at"], "source": m["source"]}
+            for m in self.conn.execute(query).mappings()
+        ]
+
     # ------------------------------------------------------------------ views and housekeeping
     def timeline(self, session: str) -> list[TimelineEntry]:
         """Notifications (by ``received_at``), blocks (by ``created_at``) and side calls of a session,

@@ -31,8 +31,8 @@ def create_app(
     from engine.storage.repository import Database
 
     settings = settings or Settings.from_env()
-    flows = flows or FlowRegistry.load(settings.flows_dir)
     db = db or Database.open(settings.database_url)
+    flows = flows or FlowRegistry.load(settings.flows_dir, stored=db.flow_versions)
     client = client or HoiioClient(settings.hoiio_api_url, settings.hoiio_app_id, settings.hoiio_access_token)
     kwargs: dict[str, Any] = {}
     if http is not None:
@@ -57,6 +57,8 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ivr"] = service
 
+    _install_reload_triggers(app, service, settings)
+
     from engine.web import health, webhooks
 
     app.register_blueprint(webhooks.bp)
@@ -64,6 +66,59 @@ def create_app(
     webhooks.register_error_handlers(app)
     logging.getLogger("engine").setLevel(logging.INFO)
     return app
+
+
+def reload_stamp(settings: Settings):
+    """The file ``ivr reload`` touches; every worker watches it."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("IVR_RELOAD_STAMP") or Path(settings.flows_dir) / ".reload")
+
+
+def _install_reload_triggers(app: Flask, service: CallService, settings: Settings) -> None:
+    """``ivr reload`` (touches the stamp file) and SIGHUP (to this process) reload the flows.
+
+    Workers look at the stamp at most once a second, before a request: no thread, no polling cost
+    when idle, and every gunicorn worker (on every machine sharing the folder) picks it up."""
+    import contextlib
+    import signal
+    import threading
+    import time
+
+    stamp = reload_stamp(settings)
+    pending = threading.Event()
+    state = {"checked": 0.0, "mtime": _mtime(stamp)}
+    lock = threading.Lock()
+
+    def on_hup(signum, frame):  # noqa: ARG001 - signal handler signature
+        pending.set()
+
+    if threading.current_thread() is threading.main_thread():
+        # not allowed everywhere (e.g. embedded): the stamp file still works
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGHUP, on_hup)
+
+    @app.before_request
+    def _maybe_reload():
+        now = time.monotonic()
+        if not pending.is_set() and now - state["checked"] < settings.reload_check_interval:
+            return None
+        with lock:
+            state["checked"] = now
+            mtime = _mtime(stamp)
+            if pending.is_set() or mtime != state["mtime"]:
+                pending.clear()
+                state["mtime"] = mtime
+                service.reload_flows()
+        return None
+
+
+def _mtime(path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _start_recovery(service: CallService, interval: float) -> None:

@@ -11,7 +11,6 @@ import pytest
 from engine.config import Settings
 from engine.providers.hoiio.client import HoiioClient
 from engine.providers.hoiio.signature import sign_body
-from engine.registry import FlowRegistry
 from engine.storage import Database
 from engine.web import create_app
 from tests.support.recording import RecordingAdapter
@@ -71,12 +70,12 @@ def make_app(database_url: str, flows_dir: Path = FLOWS, **overrides):
     settings = Settings(
         hoiio_app_id=APP_ID, hoiio_access_token=TOKEN, hoiio_api_url="https://hoiio.test/open",
         database_url=database_url, flows_dir=flows_dir, public_url="https://ivr.example.com",
-        recovery_interval=0, **overrides,
+        recovery_interval=0, reload_check_interval=0, **overrides,
     )
     db = Database.open(database_url, auto_migrate=True)
     client = HoiioClient(settings.hoiio_api_url, APP_ID, TOKEN, session_factory=adapter.session_factory(),
                          sleep=lambda s: None)
-    app = create_app(settings, db=db, client=client, flows=FlowRegistry.load(flows_dir), now=lambda: FIXED_NOW)
+    app = create_app(settings, db=db, client=client, now=lambda: FIXED_NOW)
     return Harness(app, adapter, db)
 
 
