@@ -21,6 +21,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # multiprocess mode writes one file per process; the directory must exist before any metric does
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 NOTIFICATIONS = Counter(
     "ivr_notifications_total", "Notifications received, by Hoiio block and outcome", ["block", "outcome"]
 )

@@ -1,0 +1,95 @@
+"""The docs/deploy.md path on this machine: `ivr db upgrade`, gunicorn with deploy/gunicorn.conf.py on
+PostgreSQL, /readyz green, a test call counted by /metrics across workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from engine.fakes.hoiio import FakeHoiio
+from engine.fakes.hoiio_calls import CallerScript
+from tests.conftest import fresh_postgres_url
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_gunicorn_on_postgres_ready_and_counting(tmp_path):
+    db_url = fresh_postgres_url()
+    port = _free_port()
+    fake = FakeHoiio(app_id="deploy-app", access_token="deploy-token")  # noqa: S106
+    api_url = fake.start("127.0.0.1", 0)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("HOIIO_", "IVR_", "PROMETHEUS"))},
+        "HOIIO_APP_ID": "deploy-app", "HOIIO_ACCESS_TOKEN": "deploy-token", "HOIIO_API_URL": api_url,
+        "IVR_PUBLIC_URL": f"http://127.0.0.1:{port}", "DATABASE_URL": db_url, "IVR_FLOWS": str(ROOT / "flows"),
+        "IVR_BIND": f"127.0.0.1:{port}", "IVR_WORKERS": "2", "IVR_THREADS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    upgrade = subprocess.run([BIN / "ivr", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
+    assert upgrade.returncode == 0, upgrade.stderr
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed in finally
+    server = subprocess.Popen([BIN / "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"), "engine.wsgi:app"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        ready = None
+        while time.monotonic() < deadline:
+            try:
+                ready = requests.get(f"{base}/readyz", timeout=1)
+                if ready.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert ready is not None and ready.status_code == 200, (tmp_path / "gunicorn.log").read_text()[-2000:]
+        checks = ready.json()["checks"]
+        assert checks["database"] == "ok" and checks["migrations"] == "at head"
+        assert "auto_attendant" in checks["flows"]
+
+        session = fake.incoming_call(f"{base}/hoiio/answer", caller="+6591234567", to="+6531580000",
+                                     script=CallerScript(keys=["9"], hangup_after=2))
+        fake.wait_until_ended(session, timeout=20)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = requests.get(f"{base}/metrics", timeout=2).text
+            if _metric(text, "ivr_notifications_total", block="answer", outcome="accepted") >= 1:
+                break
+            time.sleep(0.2)
+        assert _metric(text, "ivr_notifications_total", block="answer", outcome="accepted") == 1
+        assert _metric(text, "ivr_notifications_total") >= 3
+        assert _metric(text, "ivr_provider_request_seconds_count") >= 2
+        # no caller numbers or session ids in metric labels
+        assert "+6591234567" not in text and session not in text
+        # SIGTERM: graceful stop within the configured grace period
+        os.killpg(server.pid, signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert "Shutting down: Master" in (tmp_path / "gunicorn.log").read_text()
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()
+        fake.stop()
