@@ -1,0 +1,113 @@
+"""The example flows in flows/: realistic, clean, and as described in the docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.core import flow as f
+from engine.flowfile import check_paths, load_flow, load_flows
+from engine.flowfile.loader import load_document
+
+ROOT = Path(__file__).resolve().parents[3]
+FLOWS = sorted((ROOT / "flows").glob("*.yaml"))
+
+
+def test_the_examples_are_there() -> None:
+    assert {p.stem for p in FLOWS} >= {"auto_attendant", "conference_incoming", "booking_confirmation",
+                                       "two_factor_voice", "small_business"}
+
+
+def test_every_example_checks_without_errors_or_warnings() -> None:
+    assert check_paths([ROOT / "flows"]) == []
+
+
+@pytest.mark.parametrize("path", FLOWS, ids=lambda p: p.name)
+def test_every_example_names_its_schema_and_has_an_error_handler(path: Path) -> None:
+    assert path.read_text(encoding="utf-8").splitlines()[0] == (
+        "# yaml-language-server: $schema=../engine/flowfile/flow.schema.json")
+    flow, findings = load_flow(path)
+    assert findings == [] and flow is not None
+    assert flow.on_error in flow.nodes
+    assert flow.description
+
+
+def load(name: str) -> f.Flow:
+    flow, findings = load_flow(ROOT / "flows" / f"{name}.yaml")
+    assert flow is not None, findings
+    return flow
+
+
+def test_auto_attendant() -> None:
+    flow = load("auto_attendant")
+    assert flow.numbers == ("+6531580000",)
+    menu = flow.nodes[flow.nodes[flow.start].exits()["next"]]
+    assert isinstance(menu, f.Menu)
+    departments = [flow.nodes[t] for k, t in menu.options.items() if isinstance(flow.nodes[t], f.Transfer)]
+    assert len(departments) >= 2
+    for transfer in departments:
+        assert isinstance(transfer, f.Transfer)
+        assert transfer.on_failure == "continue"
+        after = flow.nodes[transfer.failed or ""]
+        voicemail = flow.nodes[after.exits()["next"]] if not isinstance(after, f.Record) else after
+        assert isinstance(voicemail, f.Record)
+        assert isinstance(flow.nodes[voicemail.next], f.Hangup)
+    assert menu.no_input.then and menu.invalid.then
+
+
+def test_conference_incoming() -> None:
+    flow = load("conference_incoming")
+    kinds = {type(node) for node in flow.nodes.values()}
+    assert f.Collect in kinds
+    rooms = [n for n in flow.nodes.values() if isinstance(n, f.Transfer) and n.to.source.startswith("room:")]
+    assert any("{{" in n.to.source for n in rooms)  # the room the caller keyed in
+    assert any("{{" not in n.to.source for n in rooms)  # the fixed room
+    assert all(n.room_profile in ("music", "ringing") for n in rooms)
+
+
+def test_booking_confirmation() -> None:
+    flow = load("booking_confirmation")
+    assert flow.outbound
+    dial = flow.nodes[flow.start]
+    assert isinstance(dial, f.Dial)
+    inputs = load_document((ROOT / "flows" / "booking_confirmation.yaml").read_bytes(), "x").data["inputs"]
+    assert {"customer_name", "booking_id", "booking_date", "booking_time"} <= set(inputs)
+    menu = flow.nodes[flow.nodes[dial.answered].exits()["next"]]
+    assert isinstance(menu, f.Menu) and set(menu.options) == {"1", "2"}
+    assert any(isinstance(n, f.Http) and n.method == "POST" for n in flow.nodes.values())
+    for result in ("unanswered", "busy", "failed"):
+        assert isinstance(flow.nodes[dial.exits()[result]], f.Http)
+
+
+def test_two_factor_voice_reads_the_code_digit_by_digit() -> None:
+    flow = load("two_factor_voice")
+    assert flow.outbound
+    reader = flow.nodes[flow.nodes[flow.start].exits()["answered"]]
+    assert isinstance(reader, f.Menu)
+    assert reader.options["1"] == reader.id  # press 1 to hear it again
+    spoken = reader.prompt[0]
+    assert isinstance(spoken, f.Say)
+    text = spoken.text.render({"code": "482913", "service": "Acme Bank"})
+    assert "4, 8, 2, 9, 1, 3" in text
+
+
+def test_small_business() -> None:
+    flow = load("small_business")
+    hours = flow.nodes[flow.start]
+    assert isinstance(hours, f.Hours)
+    assert hours.timezone == "Asia/Singapore"
+    assert hours.holidays and hours.holiday
+    operator = next(n for n in flow.nodes.values() if isinstance(n, f.Transfer))
+    assert operator.on_failure == "continue"
+    backup = flow.nodes[operator.failed or ""]
+    assert isinstance(backup, f.Transfer) and backup.to != operator.to
+    assert any(isinstance(n, f.Record) for n in flow.nodes.values())
+
+
+def test_load_flows_gives_every_example_by_name() -> None:
+    flows, findings = load_flows(ROOT / "flows")
+    assert findings == []
+    assert sorted(flows) == [p.stem for p in FLOWS]
+    numbers = [n for flow in flows.values() for n in flow.numbers]
+    assert len(numbers) == len(set(numbers))
