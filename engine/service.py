@@ -156,15 +156,16 @@ class CallService:
         started = time.monotonic()
         headers = {k: v for k, v in req.headers.items() if k.lower() in _SINGLE_HEADERS_KEPT}
         query_string = urlencode([(k, v) for k, vs in req.query.items() for v in vs])
-        record_id = self.db.record_notification(
-            route=f"{req.method} {req.path}",
-            method=req.method,
-            query_string=query_string,
-            headers=headers,
-            body=req.body,
-        )
         meta: dict[str, Any] = {}
+        record_id: int | None = None
         try:
+            record_id = self.db.record_notification(
+                route=f"{req.method} {req.path}",
+                method=req.method,
+                query_string=query_string,
+                headers=headers,
+                body=req.body,
+            )
             outcome = self._handle(req, record_id, meta)
         except (StorageBusy, DatabaseUnavailable) as exc:
             log.error("database trouble while handling a notification: %s", exc)
@@ -182,15 +183,19 @@ class CallService:
             log.exception("unexpected error while handling a notification")
             outcome = Outcome(500, {"status": "error", "error": "internal error; the call was sent to "
                                     "the error handler"}, record="error", reason=type(exc).__name__)
-        self.db.finish_notification(
-            record_id,
-            outcome=outcome.record,
-            reason=outcome.reason,
-            response=outcome.body,
-            session=outcome.session,
-            step=outcome.step,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+        if record_id is not None:
+            try:
+                self.db.finish_notification(
+                    record_id,
+                    outcome=outcome.record,
+                    reason=outcome.reason,
+                    response=outcome.body,
+                    session=outcome.session,
+                    step=outcome.step,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                )
+            except (StorageBusy, DatabaseUnavailable) as exc:  # the answer stands; only its record is lost
+                log.error("could not record how a notification was handled: %s", exc)
         self._observe(req, outcome, meta, time.monotonic() - started)
         return outcome
 
@@ -424,7 +429,7 @@ class CallService:
         notify = None
         monitor = None
         if block.awaits_notification:
-            notify = self.notify_url(key, block.step, ref=(key != hoiio_session))
+            notify = self.notify_url(key, block.step, ref=(key != hoiio_session or block.kind == "dial"))
         if block.kind == "monitor":
             monitor = self.notify_url(key, block.step, route="monitor", ref=(key != hoiio_session))
         try:
