@@ -61,7 +61,7 @@ def test_gunicorn_on_postgres_ready_and_counting(tmp_path):
                 ready = requests.get(f"{base}/readyz", timeout=1)
                 if ready.status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.2)
         assert ready is not None and ready.status_code == 200, (tmp_path / "gunicorn.log").read_text()[-2000:]

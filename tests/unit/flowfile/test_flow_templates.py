@@ -4,13 +4,18 @@ in one walk (variables, unsafe constructs, fixed text)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.core.flow import RenderError
 from engine.flowfile.templating import (
+    _ENV,
     GLOBAL_NAMES,
+    Analysis,
     JinjaExpression,
     JinjaTemplate,
     TemplateSyntaxProblem,
+    _simple_analysis,
     clear_caches,
 )
 
@@ -87,3 +92,24 @@ def test_analysis_is_cached_by_source_and_can_be_cleared() -> None:
     clear_caches()
     assert JinjaTemplate("Hello {{ name }}")._analysis is not first._analysis
     assert first == second and hash(first) == hash(second)
+
+
+PIECES = st.sampled_from(["Hello", " ", "\n", "\r\n", "\r", ".", ",", "{{ name }}", "{{x}}", "{{ _y }}", "{{ true }}",
+                          "{{ a.b }}", "{", "}", "}}", "{%", "%}", "{#", "#}", "{{ in }}", "{{ code | join }}", "#",
+                          "%", "-", "{{- z -}}", "{{ n1 }}", "ünï", "\t"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(PIECES, max_size=10))
+def test_the_shortcut_for_simple_templates_agrees_with_jinja(pieces: list[str]) -> None:
+    source = "".join(pieces)
+    simple = _simple_analysis(source)
+    if simple is None:
+        return  # not a simple template: Jinja parses it
+    assert simple == Analysis(_ENV.parse(source))
+
+
+def test_simple_prompts_take_the_shortcut() -> None:
+    assert _simple_analysis("Hello {{ customer_name }}, your booking is at {{ time }}.") is not None
+    assert _simple_analysis("{{ code | join(', ') }}") is None
+    assert _simple_analysis("{{ true }}") is None
