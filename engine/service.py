@@ -542,6 +542,9 @@ class CallService:
         flow = self.flows.get(flow_name)
         if flow is None or not flow.outbound:
             raise Rejected(404, "invalid", f"there is no outbound flow named {flow_name!r}")
+        missing = [name for name in flow.inputs if name not in (vars or {})]
+        if missing:
+            raise Rejected(400, "invalid", f"vars: flow {flow_name!r} needs {', '.join(missing)}")
         key = f"out-{uuid.uuid4().hex[:20]}"
         call = {"dest": to}
         if caller_id:

@@ -375,6 +375,7 @@ class Flow:
     description: str = ""
     version: str = ""  # content hash of the source file
     source: str = ""  # file path
+    inputs: tuple[str, ...] = ()  # variables the caller of an outbound flow must supply
 
     @property
     def outbound(self) -> bool:

@@ -298,6 +298,7 @@ class _Compiler:
             description=top.get("description") or "",
             version=version,
             source=source,
+            inputs=tuple(str(v) for v in (top.get("inputs") or []) if isinstance(v, str)),
         )
 
     def node(self, node_id: str, data: Any) -> Node | None:
