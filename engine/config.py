@@ -58,6 +58,10 @@ class Settings:
     proxy_hops: int = 0  # reverse proxies in front (nginx: 1): trust that many X-Forwarded-* hops
     reload_check_interval: float = 1.0  # how often a worker looks at the reload stamp (seconds)
     recovery_interval: float = 15.0  # seconds between passes resending interrupted blocks; 0: off
+    recovery_after: float = 10.0  # a block with no news for this long is looked at again
+    voipnow_url: str | None = None  # VoipNow UnifiedAPI base for conference invites; None: off
+    voipnow_token: str | None = None  # its OAuth bearer token
+    voipnow_extension: str | None = None  # the Conference extension invites are made from
 
     @property
     def step_secret(self) -> str:
@@ -133,12 +137,25 @@ class Settings:
             if not hops.isdigit() or int(hops) > 5:
                 raise ConfigError(f"IVR_PROXY_HOPS must be the number of proxies in front, 0-5 (got {hops!r})")
             values["proxy_hops"] = int(hops)
+        after = get("IVR_RECOVERY_AFTER")
+        if after is not None:
+            try:
+                values["recovery_after"] = float(after)
+            except ValueError:
+                raise ConfigError(f"IVR_RECOVERY_AFTER must be a number of seconds (got {after!r})") from None
         interval = get("IVR_RECOVERY_INTERVAL")
         if interval is not None:
             try:
                 values["recovery_interval"] = float(interval)
             except ValueError:
                 raise ConfigError(f"IVR_RECOVERY_INTERVAL must be a number of seconds (got {interval!r})") from None
+        voipnow_url = get("VOIPNOW_URL")
+        values["voipnow_url"] = _http_url(voipnow_url, "VOIPNOW_URL") if voipnow_url else None
+        values["voipnow_token"] = get("VOIPNOW_TOKEN")
+        values["voipnow_extension"] = get("VOIPNOW_EXTENSION")
+        if voipnow_url and not (values["voipnow_token"] and values["voipnow_extension"]):
+            raise ConfigError("VOIPNOW_URL is set: VOIPNOW_TOKEN and VOIPNOW_EXTENSION (a Conference extension, "
+                              "e.g. 211) must be set too")
         values.update(overrides)
         if "public_url" in overrides:
             values["public_url"] = _http_url(values["public_url"], "IVR_PUBLIC_URL")

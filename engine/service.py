@@ -419,7 +419,8 @@ class CallService:
         }
         return Outcome(200, body, record="accepted", session=key, step=state.step)
 
-    def _send(self, key: str, state: CallState, block: Block, sent: list, *, claimed: bool = False) -> Any:
+    def _send(self, key: str, state: CallState, block: Block, sent: list, *, claimed: bool = False,
+              resend: bool = False) -> Any:
         # Claim the outbox row first: if a recovery pass (or another worker) already owns it, the
         # block is theirs to send, and sending it here too would do it twice.
         if not claimed and not self.db.mark_block(session=key, step=block.step, status="sending",
@@ -441,6 +442,9 @@ class CallService:
                                attempts=0, error=str(exc)[:500])
             sent.append({"endpoint": block.endpoint, "params": {}, "provider_status": "error_invalid_block"})
             return ProviderRejected(step=block.step, status="error_invalid_block")
+        if resend and not res.ok and res.status == "error_session_not_ready":
+            # Hoiio is still carrying out the first copy: it did arrive, and its notification will come.
+            res = dataclasses.replace(res, ok=True)
         status = "sent" if res.ok else ("unknown" if res.maybe_delivered else "failed")
         obs.PROVIDER_SECONDS.labels(block.endpoint).observe((res.elapsed_ms or 0) / 1000)
         if not res.ok:
@@ -450,7 +454,7 @@ class CallService:
         self.db.mark_block(
             session=key, step=block.step, status=status, http_status=res.http_status,
             provider_status=res.status, response=res.data, duration_ms=res.elapsed_ms,
-            attempts=res.attempts, error=None if res.ok else res.status,
+            error=None if res.ok else res.status,
         )
         sent.append({
             "endpoint": block.endpoint,
@@ -484,30 +488,46 @@ class CallService:
                            expected_row_version=row.row_version, txn_ref=call.get("txn_ref"))
 
     # ------------------------------------------------------------------ crash recovery
-    def recover_stuck_blocks(self, older_than_seconds: float = 10.0) -> int:
-        """Send blocks whose sending was interrupted (the process died between commit and send, or
-        mid-send). Each is claimed atomically, so several workers can run this at once. A block whose
-        call has moved on or ended is marked ``unknown`` and left alone. Returns how many were resent."""
+    def recover_stuck_blocks(self, older_than_seconds: float = 10.0, *, max_attempts: int = 3) -> int:
+        """Deal with blocks whose fate is unknown, so no caller is left in silence:
+
+        * ``pending``: committed but never sent (the process died right after commit): send it;
+        * ``sending``: the process died mid-send: send again;
+        * ``unknown``: the connection dropped or timed out after the request may have reached Hoiio,
+          and no notification came back for that step: send again. If Hoiio is still carrying out
+          the first copy it answers ``error_session_not_ready``, which proves the first copy arrived.
+
+        Each block is claimed atomically, so several workers (or machines) can run this at once. A
+        block whose call has moved on or ended is left alone. After ``max_attempts`` the call goes
+        to its error handler. Returns how many blocks were sent again."""
         resent = 0
-        for row in self.db.blocks_in_status(("pending", "sending"), older_than_seconds=older_than_seconds):
+        rows = self.db.blocks_in_status(("pending", "sending", "unknown"), older_than_seconds=older_than_seconds)
+        for row in rows:
             call = self.db.get_call(row.session)
-            claim_from = "pending" if row.status == "pending" else "sending"
-            claim_to = "sending" if row.status == "pending" else "unknown"
             if call is None or call.status != "active" or call.step != row.step:
-                self.db.mark_block(row.id, "unknown", error="call moved on before the block was sent",
-                                   from_status=(row.status,))
+                if row.status != "unknown":
+                    self.db.mark_block(row.id, "unknown", error="call moved on before the block was sent",
+                                       from_status=(row.status,))
                 continue
-            if not self.db.mark_block(row.id, claim_to, from_status=(claim_from,)):
-                continue  # someone else took it
             try:
                 flow = self._flow_for(call.flow, call.flow_version)
             except Rejected:
                 continue
+            if row.attempts >= max_attempts:
+                if self.db.mark_block(row.id, "failed", error=f"gave up after {row.attempts} attempts",
+                                      from_status=(row.status,)):
+                    nxt = self._feed(row.session, ProviderRejected(step=row.step, status="error_connection"))
+                    if nxt is not None and nxt.actions:
+                        self._after_commit(flow, row.session, nxt)
+                continue
+            claim_to = "unknown" if row.status == "sending" else "sending"
+            if not self.db.mark_block(row.id, claim_to, from_status=(row.status,)):
+                continue  # someone else took it
             state = CallState.from_dict(call.state)
             block = Block(kind=row.kind, params=tuple((k, str(v)) for k, v in row.params.items()),
                           step=row.step, node=row.node)
-            log.warning("resending interrupted block %s (step %s) for %s", row.kind, row.step, row.session)
-            feedback = self._send(row.session, state, block, [], claimed=True)
+            log.warning("resending block %s (step %s, was %s) for %s", row.kind, row.step, row.status, row.session)
+            feedback = self._send(row.session, state, block, [], claimed=True, resend=True)
             resent += 1
             if feedback is not None:
                 nxt = self._feed(row.session, feedback)

@@ -784,7 +784,12 @@ def _after_transfer(run: _Run, node: Transfer, event: Notification) -> str | Non
     if event.call_state == "ended":
         if status:
             run.set_call(transfer_status=status)
-        run.finish("transferred" if status in ("", "answered") else "transfer failed")
+        if not status:
+            # Hoiio reports a completed transfer with transfer_status=answered; an ended call
+            # without any status is the caller hanging up before the transfer connected.
+            run.finish("caller hung up")
+            return None
+        run.finish("transferred" if status == "answered" else "transfer failed")
         return None
     # The session came back to us: the transfer failed and on_failure is ``continue``.
     run.set_call(transfer_status=status if status and status != "answered" else "failed")

@@ -7,6 +7,7 @@ service. Blueprints stay thin: they turn HTTP into ``engine.service.Inbound`` an
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -42,7 +43,7 @@ def create_app(
     service = CallService(settings, db, flows, client, **kwargs)
     service.remember_flow_versions()
     if settings.recovery_interval > 0:
-        _start_recovery(service, settings.recovery_interval)
+        _start_recovery(service, settings.recovery_interval, settings.recovery_after)
 
     configure_logging()
     app = Flask(__name__)
@@ -54,6 +55,8 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,
                                 x_host=settings.proxy_hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Signs the dashboard's session cookie; derived so every worker of a deployment agrees.
+    app.secret_key = hashlib.sha256(f"ivr-admin-session|{settings.step_secret}".encode()).hexdigest()
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ivr"] = service
 
@@ -63,6 +66,12 @@ def create_app(
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
+    from engine.web import api
+
+    api.init_app(app)  # /api and /hoiio/events; also stores the flows' side calls (conference nodes)
+    from engine.web import admin
+
+    admin.init_app(app)  # /admin: the dashboard (off without IVR_ADMIN_TOKEN)
     webhooks.register_error_handlers(app)
     logging.getLogger("engine").setLevel(logging.INFO)
     return app
@@ -121,7 +130,7 @@ def _mtime(path) -> float | None:
         return None
 
 
-def _start_recovery(service: CallService, interval: float) -> None:
+def _start_recovery(service: CallService, interval: float, after: float) -> None:
     """Resend blocks whose sending was interrupted (see ``CallService.recover_stuck_blocks``).
     Runs in every worker; each block is claimed atomically, so only one sends it."""
     import threading
@@ -132,7 +141,7 @@ def _start_recovery(service: CallService, interval: float) -> None:
         stop = threading.Event()
         while not stop.wait(interval):
             try:
-                service.recover_stuck_blocks(older_than_seconds=max(interval, 10.0))
+                service.recover_stuck_blocks(older_than_seconds=after)
             except Exception:  # the loop must survive database blips
                 log.exception("recovery pass failed")
 

@@ -22,7 +22,7 @@ class RecordingAdapter(BaseAdapter):
         self._script: dict[str, deque] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def answer(self, endpoint: str, *statuses: str | dict) -> None:
+    def answer(self, endpoint: str, *statuses: str | dict | BaseException) -> None:
         """Queue answers for an endpoint such as ``ivr/middle/gather``."""
         for status in statuses:
             self._script[endpoint].append(status)
@@ -38,6 +38,8 @@ class RecordingAdapter(BaseAdapter):
         with self._lock:
             self.requests.append((endpoint, params))
             scripted = self._script[endpoint].popleft() if self._script[endpoint] else "success_ok"
+        if isinstance(scripted, BaseException):
+            raise scripted
         payload = scripted if isinstance(scripted, dict) else {"status": scripted}
         response = requests.Response()
         response.status_code = 200
