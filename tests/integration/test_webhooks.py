@@ -283,3 +283,9 @@ def test_billing_arriving_after_the_call_ended_is_kept(harness):
                       debit="0.02", date="2026-11-23 10:00:10")
     assert r.get_json()["blocks"] == []
     assert harness.db.get_call("S24").billing["debit"] == "0.02"
+
+
+def test_non_ascii_signature_is_refused_not_a_crash(harness):
+    body = b"ivr_block=answer&session=S25&call_state=ringing&to=%2B6560000001"
+    r = harness.post("/hoiio/answer", {}, raw=body, sign=False, headers={"X-Hoiio-Signature": "é" * 64})
+    assert r.status_code == 403

@@ -19,7 +19,7 @@ def sign_body(body: bytes, access_token: str) -> str:
 
 
 def verify_body(body: bytes, signature: str | None, access_token: str) -> bool:
-    if not signature:
+    if not signature or not signature.isascii():
         return False
     expected = sign_body(body, access_token)
     return hmac.compare_digest(expected, signature.strip().lower())
@@ -32,6 +32,6 @@ def sign_step(secret: str, session: str, step: int) -> str:
 
 
 def verify_step(secret: str, session: str, step: int, signature: str | None) -> bool:
-    if not signature:
+    if not signature or not signature.isascii():
         return False
     return hmac.compare_digest(sign_step(secret, session, step), signature)
