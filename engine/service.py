@@ -420,7 +420,7 @@ class CallService:
         return Outcome(200, body, record="accepted", session=key, step=state.step)
 
     def _send(self, key: str, state: CallState, block: Block, sent: list, *, claimed: bool = False,
-              resend: bool = False) -> Any:
+              resend: bool = False, prior_attempts: int = 0) -> Any:
         # Claim the outbox row first: if a recovery pass (or another worker) already owns it, the
         # block is theirs to send, and sending it here too would do it twice.
         if not claimed and not self.db.mark_block(session=key, step=block.step, status="sending",
@@ -454,7 +454,7 @@ class CallService:
         self.db.mark_block(
             session=key, step=block.step, status=status, http_status=res.http_status,
             provider_status=res.status, response=res.data, duration_ms=res.elapsed_ms,
-            error=None if res.ok else res.status,
+            attempts=prior_attempts + res.attempts, error=None if res.ok else res.status,
         )
         sent.append({
             "endpoint": block.endpoint,
@@ -527,7 +527,8 @@ class CallService:
             block = Block(kind=row.kind, params=tuple((k, str(v)) for k, v in row.params.items()),
                           step=row.step, node=row.node)
             log.warning("resending block %s (step %s, was %s) for %s", row.kind, row.step, row.status, row.session)
-            feedback = self._send(row.session, state, block, [], claimed=True, resend=True)
+            feedback = self._send(row.session, state, block, [], claimed=True, resend=True,
+                                  prior_attempts=row.attempts)
             resent += 1
             if feedback is not None:
                 nxt = self._feed(row.session, feedback)

@@ -108,6 +108,9 @@ class World:
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until the fake Hoiio has posted everything due and the engine has answered it."""
+        # The fake schedules notifications once its answer has been written, which can be a moment
+        # after our client has read it.
+        time.sleep(0.05)
         self.hoiio.wait_idle(timeout)
 
     def wait_for(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:

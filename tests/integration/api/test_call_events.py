@@ -139,6 +139,8 @@ def test_an_events_url_is_not_an_ivr_notify_url(sqlite_world):
 def test_notifications_from_the_fake_hoiio_arrive_signed(world):
     world.hoiio.script_outbound(CallerScript(dial="unanswered"), dest="+6591234567")
     txn_ref = world.post("/api/callbacks", {"first": "+6591234567", "second": "+6598765432"}).json()["txn_ref"]
+    # the fake schedules its notification once its answer is written: wait for the post itself
+    world.wait_for(lambda: [n for n in world.hoiio.notifications if n.txn_ref == txn_ref and n.http_status])
     world.settle()
     [note] = [n for n in world.hoiio.notifications if n.txn_ref == txn_ref]
     assert note.http_status == 200 and note.fields["call_status_dest1"] == "unanswered"
