@@ -120,6 +120,8 @@ class RecordingTransport(BaseAdapter):
             self.requests.append((endpoint, params))
             queue = self._script.get(endpoint)
             scripted = queue.popleft() if queue else None
+        if isinstance(scripted, BaseException):
+            raise scripted
         if scripted == "timeout":
             raise requests.exceptions.ReadTimeout("replay: the answer was lost (scripted timeout)", request=request)
         if scripted == "connection_refused":
