@@ -18,7 +18,8 @@ strictly (``wire.parse_call_event``), dedupes it and stores it (``call_events``)
 
 A flow's ``conference`` node reaches Hoiio through ``CallService`` -> ``client.call()``.
 ``SideCallRecorder`` wraps the client the service holds, so those side calls are stored and get the
-same events URL as the API's own.
+same events URL as the API's own. A flow's ``voipnow_invite`` node goes to the same ``VoipNowClient``
+through ``CallService``, which stores it as a ``voipnow/invite`` side call whose ``session`` is the call's.
 
 Storage conventions: ``side_calls.kind`` is the provider API (``voice/call``, ``conference/call``,
 ``conference/moderate``, ``voipnow/invite``) or ``conference/participant`` (one row per person
@@ -653,11 +654,15 @@ class Outbound:
                   session: str | None = None) -> tuple[int, SendResult]:  # fmt: skip
         """Store, send and store the answer of a Hoiio ``voice/call`` or ``conference/call``. Adds a
         ``notify_url`` to ``/hoiio/events`` unless one is given. Raises what ``client.call`` raises
-        (``BlockError``, ``HoiioClientError``) after marking the side call failed."""
+        (``BlockError``, ``HoiioClientError``) after marking the side call failed. ``session``: the
+        flow call that made it; kept in the request (the row's own ``session`` is ``room:<id>`` when
+        there is a room)."""
         params = [(str(k), str(v)) for k, v in params]
         given = dict(params)
         room = given.get("room") if api == "conference/call" else None
-        request = {"params": {k: v for k, v in given.items() if k != "notify_url"}, "origin": origin}
+        request: dict[str, Any] = {"params": {k: v for k, v in given.items() if k != "notify_url"}, "origin": origin}
+        if session:
+            request["session"] = session
         ref = self.db.add_side_call(api, request, session=f"room:{room}" if room else session, status="sending")
         if "notify_url" not in given and api in RECORDED_APIS:
             kind = "voice" if api == "voice/call" else "conference"
@@ -854,9 +859,12 @@ class SideCallRecorder:
         return self._inner.send_block(block, session=session, notify_url=notify_url,
                                       monitor_notify_url=monitor_notify_url)  # fmt: skip
 
-    def call(self, api: str, params: Sequence[tuple[str, str]]) -> SendResult:
+    #: ``CallService`` passes the call's session to ``call`` (kept in the stored side call).
+    accepts_session = True
+
+    def call(self, api: str, params: Sequence[tuple[str, str]], *, session: str | None = None) -> SendResult:
         if api in RECORDED_APIS:
-            return self._outbound.side_call(api, params, origin="flow")[1]
+            return self._outbound.side_call(api, params, origin="flow", session=session)[1]
         return self._inner.call(api, params)
 
     def __getattr__(self, name: str) -> Any:

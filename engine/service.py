@@ -42,6 +42,7 @@ from engine.providers.hoiio.client import HoiioClientError
 from engine.providers.hoiio.signature import SIGNATURE_HEADER, sign_step, verify_body, verify_step
 from engine.providers.hoiio.statuses import classify
 from engine.providers.hoiio.wire import BlockError
+from engine.providers.voipnow import wire as voipnow_wire
 from engine.registry import FlowRegistry
 from engine.storage import (
     ConcurrentUpdate,
@@ -95,6 +96,21 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: The answer to a flow's ``voipnow/...`` side call when VOIPNOW_URL is not set.
+VOIPNOW_NOT_CONFIGURED = "error_voipnow_not_configured"
+
+
+def voipnow_client(settings: Any) -> Any:
+    """The VoipNow client the settings describe (VOIPNOW_URL, VOIPNOW_TOKEN, VOIPNOW_EXTENSION), or
+    None when VoipNow is not configured."""
+    url, token, extension = (getattr(settings, f"voipnow_{name}", None) for name in ("url", "token", "extension"))
+    if not (url and token and extension):
+        return None
+    from engine.providers.voipnow.client import VoipNowClient
+
+    return VoipNowClient(url, token, extension)
+
+
 def parse_form(body: bytes) -> dict[str, list[str]]:
     """Parse an application/x-www-form-urlencoded body strictly (Werkzeug would return an empty
     form for bytes it cannot read, which must not look like a notification without fields)."""
@@ -130,11 +146,15 @@ class CallService:
         *,
         http: HttpStepRunner | None = None,
         now: Callable[[], datetime] = _utcnow,
+        voipnow: Any = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.flows = flows
         self.client = client
+        #: the VoipNow client for the flows' ``voipnow/...`` side calls (and the API's invites);
+        #: None when VOIPNOW_URL is not set
+        self.voipnow = voipnow if voipnow is not None else voipnow_client(settings)
         self.http = http or HttpStepRunner(allow_private=settings.http_allow_private)
         self.now = now
 
@@ -394,12 +414,7 @@ class CallService:
             elif isinstance(action, HttpCall):
                 feedback = self.http.run(action)
             elif isinstance(action, SideCall):
-                try:
-                    res = self.client.call(action.api, list(action.params))
-                    feedback = SideCallResult(step=action.step, ok=res.ok, status=res.status, data=res.data or {})
-                except (BlockError, HoiioClientError) as exc:
-                    feedback = SideCallResult(step=action.step, ok=False, status="error_invalid_request",
-                                              data={"error": str(exc)[:500]})
+                feedback = self._side_call(key, action)
             if feedback is not None:
                 nxt = self._feed(key, feedback)
                 if nxt is None:
@@ -418,6 +433,60 @@ class CallService:
             "blocks": sent,
         }
         return Outcome(200, body, record="accepted", session=key, step=state.step)
+
+    def _side_call(self, key: str, action: SideCall) -> SideCallResult:
+        """Carry out a flow's side call; its answer goes back to the interpreter. ``voipnow/<api>``
+        goes to the VoipNow client, anything else to the Hoiio client (which, once the API is
+        installed, is a ``SideCallRecorder``: it stores the side call, linked to ``key``)."""
+        if action.api.startswith("voipnow/"):
+            return self._voipnow_side_call(key, action)
+        params = list(action.params)
+        try:
+            if getattr(self.client, "accepts_session", False):
+                res = self.client.call(action.api, params, session=key)
+            else:
+                res = self.client.call(action.api, params)
+        except (BlockError, HoiioClientError) as exc:
+            return SideCallResult(step=action.step, ok=False, status="error_invalid_request",
+                                  data={"error": str(exc)[:500]})  # fmt: skip
+        return SideCallResult(step=action.step, ok=res.ok, status=res.status, data=res.data or {})
+
+    def _voipnow_side_call(self, key: str, action: SideCall) -> SideCallResult:
+        """A ``voipnow_invite`` node's request, stored as a side call of the session ``key`` (kind
+        ``voipnow/invite`` for a conferenceInvite, as the API stores its own, so the invite can be
+        queried and hung up through ``/api/conferences/voipnow/invites/<id>``). Never raises for a
+        refusal: without VoipNow, or for a request VoipNow could never accept, the answer is a failure
+        (``error_voipnow_not_configured``, ``error_invalid_request``) and the flow takes its failed
+        exit or its error handler."""
+        api = action.api.removeprefix("voipnow/")
+        params = [(str(k), str(v)) for k, v in action.params]
+        given = dict(params)
+        request: dict[str, Any] = {"number": given.pop("destination", None), **given, "origin": "flow",
+                                   "node": action.node}  # fmt: skip
+        if "wait_for_pickup" in request and request["wait_for_pickup"].isdigit():
+            request["wait_for_pickup"] = int(request["wait_for_pickup"])
+        kind = "voipnow/invite" if api == "conferenceInvite" else action.api
+        client = self.voipnow
+        if client is None:
+            why = "VoipNow is not configured: set VOIPNOW_URL, VOIPNOW_TOKEN and VOIPNOW_EXTENSION"
+            log.error("%s: %s (node %s)", key, why, action.node)
+            ref = self.db.add_side_call(kind, request, session=key, status="failed")
+            self.db.update_side_call(ref, "failed", {"status": VOIPNOW_NOT_CONFIGURED, "meaning": why})
+            return SideCallResult(step=action.step, ok=False, status=VOIPNOW_NOT_CONFIGURED, data={"error": why})
+        request["extension"] = client.extension
+        ref = self.db.add_side_call(kind, request, session=key, status="sending")
+        try:
+            res = client.call(api, params)
+        except voipnow_wire.InviteError as exc:  # refused before any I/O
+            self.db.update_side_call(ref, "failed", {"status": "error_invalid_request", "error": str(exc)[:500]})
+            return SideCallResult(step=action.step, ok=False, status="error_invalid_request",
+                                  data={"error": str(exc)[:500]})  # fmt: skip
+        ids = [i for i in (res.data or {}).get("ids", []) if isinstance(i, str)]
+        status = "sent" if res.ok else ("unknown" if res.maybe_delivered else "failed")
+        response = {"status": res.status, "meaning": res.meaning, "http_status": res.http_status,
+                    "attempts": res.attempts, "data": dict(res.data or {})}  # fmt: skip
+        self.db.update_side_call(ref, status, response, txn_ref=ids[0] if ids else None)
+        return SideCallResult(step=action.step, ok=res.ok, status=res.status, data=res.data or {})
 
     def _send(self, key: str, state: CallState, block: Block, sent: list, *, claimed: bool = False,
               resend: bool = False, prior_attempts: int = 0) -> Any:

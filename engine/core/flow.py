@@ -269,6 +269,28 @@ class Conference(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class VoipNowInvite(Node):
+    """Invite a number into a VoipNow scheduled conference (UAPI conferenceInvite); the flow
+    continues at once."""
+
+    number: Template  # E.164 or a VoipNow extension number ("211", "0003*211"); may use variables
+    conference_number: Template | None  # the scheduled conference's number (digits); None: asked
+    pin: Template | None  # its PIN (digits); None: the callee is asked for it
+    wait_for_pickup: int | None  # seconds to ring; None: VoipNow's default (25)
+    caller_id: str | None  # "Name <number>" or a number
+    next: str
+    failed: str | None
+    kind = "voipnow_invite"
+    is_block = False
+
+    def exits(self) -> dict[str, str]:
+        out = {"next": self.next}
+        if self.failed:
+            out["failed"] = self.failed
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
 class Http(Node):
     """Call the business's own API; 2xx -> ``next`` (saving values), anything else -> ``failed``."""
 
@@ -352,7 +374,7 @@ NODE_KINDS: dict[str, type[Node]] = {
     cls.kind: cls
     for cls in (
         Play, Menu, Collect, Record, Monitor, Hold, Unhold, Transfer, Hangup, Dial,
-        Conference, Http, Set, Branch, Hours, Goto,
+        Conference, Http, Set, Branch, Hours, Goto, VoipNowInvite,
     )
 }
 

@@ -9,11 +9,11 @@ Nothing here reads a clock, a database or the network: time comes in as ``now``,
 as events.
 
 A *run* goes from node to node. Entering a node is looked up in ``ENTER_NODE`` (node kind ->
-handler). Engine nodes (set, branch, hours, goto) return the exit to follow at once; ``http`` and
-``conference`` issue an ``HttpCall`` / ``SideCall``; block nodes issue one ``Block``. The run stops at
-the first action that awaits an answer (``hold`` awaits nothing: the run goes on, and the next block
-must be ``unhold``). When the answer arrives, ``NODE_RESULT`` (node kind -> handler) turns it into
-an exit, and a new run starts from that exit's target.
+handler). Engine nodes (set, branch, hours, goto) return the exit to follow at once; ``http``,
+``conference`` and ``voipnow_invite`` issue an ``HttpCall`` / ``SideCall``; block nodes issue one
+``Block``. The run stops at the first action that awaits an answer (``hold`` awaits nothing: the run
+goes on, and the next block must be ``unhold``). When the answer arrives, ``NODE_RESULT`` (node kind
+-> handler) turns it into an exit, and a new run starts from that exit's target.
 
 Every action gets ``step = state.step + 1`` and the state remembers the newest one. An event for any
 other step is *stale* and changes nothing, which also makes duplicate notifications harmless. Two
@@ -88,6 +88,7 @@ from engine.core.flow import (
     Set,
     Transfer,
     Unhold,
+    VoipNowInvite,
 )
 from engine.core.prompts import (
     PromptProblem,
@@ -135,6 +136,7 @@ WAITS_FOR: dict[str, str] = {
     "dial": "dial",
     "http": "http",
     "conference": "side",
+    "voipnow_invite": "side",
 }
 
 # Step outcomes
@@ -661,6 +663,39 @@ def _enter_conference(run: _Run, node: Conference) -> str | None:
     return None
 
 
+#: What VoipNow's conferenceInvite accepts (the same rules as POST /api/conferences/voipnow/invites).
+VOIPNOW_NUMBER = re.compile(r"\+[1-9][0-9]{7,14}|[0-9]{1,10}(?:\*[0-9]{1,10})?")
+VOIPNOW_CONFERENCE_NUMBER = re.compile(r"[0-9]{1,10}")
+VOIPNOW_PIN = re.compile(r"[0-9]{1,16}")
+
+
+def _enter_voipnow_invite(run: _Run, node: VoipNowInvite) -> str | None:
+    context = run.context()
+    number = node.number.render(context).strip()
+    if not VOIPNOW_NUMBER.fullmatch(number):
+        raise FlowFailure(f"cannot invite {number!r} into a VoipNow conference: expected + and 8-15 digits, "
+                          "or an extension number (211, 0003*211)")  # fmt: skip
+    # an optional value that renders empty is left out: VoipNow then asks the callee for it
+    conference_number = (node.conference_number.render(context).strip() if node.conference_number else "") or None
+    if conference_number is not None and not VOIPNOW_CONFERENCE_NUMBER.fullmatch(conference_number):
+        raise FlowFailure(f"{conference_number!r} is not a VoipNow conference number (1 to 10 digits)")
+    pin = (node.pin.render(context).strip() if node.pin else "") or None
+    if pin is not None and not VOIPNOW_PIN.fullmatch(pin):
+        raise FlowFailure("the conference PIN must be 1 to 16 digits")  # the value itself is not logged
+    params = (
+        ("destination", number),
+        *_optional("conference_number", conference_number),
+        *_optional("pin", pin),
+        *_optional("wait_for_pickup", node.wait_for_pickup),
+        *_optional("caller_id", node.caller_id),
+    )
+    side = SideCall(step=run.next_step(), node=node.id, api="voipnow/conferenceInvite", params=params)
+    run.issue(side, "side")
+    into = f" into conference {conference_number!r}" if conference_number else ""
+    run.note(f"{node.id}: voipnow/conferenceInvite {number!r}{into} (step {side.step})")
+    return None
+
+
 ENTER_NODE: dict[str, Callable[[_Run, Any], str | None]] = {
     "play": _enter_play,
     "menu": _enter_menu,
@@ -678,6 +713,7 @@ ENTER_NODE: dict[str, Callable[[_Run, Any], str | None]] = {
     "hours": _enter_hours,
     "http": _enter_http,
     "conference": _enter_conference,
+    "voipnow_invite": _enter_voipnow_invite,
 }
 
 
@@ -861,6 +897,18 @@ def _after_conference(run: _Run, node: Conference, event: SideCallResult) -> str
     return "failed"
 
 
+def _after_voipnow_invite(run: _Run, node: VoipNowInvite, event: SideCallResult) -> str | None:
+    if event.ok:
+        ids = event.data.get("ids") if isinstance(event.data, Mapping) else None
+        if ids:
+            run.note(f"{node.id}: VoipNow is calling ({', '.join(str(i) for i in ids)})")
+        return "next"
+    run.note(f"{node.id}: voipnow/conferenceInvite failed ({event.status})")
+    if node.failed is None:
+        raise FlowFailure(f"voipnow/conferenceInvite failed ({event.status}) and the node has no failed exit")
+    return "failed"
+
+
 NODE_RESULT: dict[str, Callable[[_Run, Any, Any], str | None]] = {
     "play": _after_play,
     "menu": _after_menu,
@@ -873,6 +921,7 @@ NODE_RESULT: dict[str, Callable[[_Run, Any, Any], str | None]] = {
     "dial": _after_dial,
     "http": _after_http,
     "conference": _after_conference,
+    "voipnow_invite": _after_voipnow_invite,
 }
 
 

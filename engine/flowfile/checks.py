@@ -42,6 +42,7 @@ from engine.core.flow import (
     Say,
     Transfer,
     Unhold,
+    VoipNowInvite,
 )
 from engine.core.prompts import speech
 from engine.flowfile import limits
@@ -504,6 +505,24 @@ def _check_conference(node: Node, report: _Report) -> None:
                      f"'.' and '_', up to 32 characters{hint}", "room-id", node.id)
 
 
+def _check_voipnow_invite(node: Node, report: _Report) -> None:
+    """Fixed values must pass the rules VoipNow (and ``POST /api/conferences/voipnow/invites``)
+    applies; values with variables are checked when the call reaches the node."""
+    assert isinstance(node, VoipNowInvite)
+    number = _constant(node.number)
+    if number is not None and not limits.VOIPNOW_NUMBER_RE.fullmatch(number):
+        report.error(report.at(node, "number"), f"'number' in {name(node)} must be a phone number in "
+                     f"international format (\"{limits.PHONE_EXAMPLE}\") or a VoipNow extension number (\"211\", "
+                     f"\"0003*211\"), not \"{number}\"", "voipnow-number", node.id)
+    for option, pattern, rule in (("conference_number", limits.VOIPNOW_CONFERENCE_NUMBER_RE, "1 to 10 digits"),
+                                  ("pin", limits.VOIPNOW_PIN_RE, "1 to 16 digits")):
+        template = getattr(node, option)
+        value = _constant(template) if template is not None else None
+        if value is not None and not pattern.fullmatch(value):
+            report.error(report.at(node, option), f"'{option}' in {name(node)} must be {rule}, not \"{value}\"",
+                         f"voipnow-{option.replace('_', '-')}", node.id)
+
+
 def _check_hangup(node: Node, report: _Report) -> None:
     assert isinstance(node, Hangup)
     if node.force and node.prompt:
@@ -618,6 +637,7 @@ _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"
 _NODE_CHECKS = {
     "transfer": _check_transfer,
     "conference": _check_conference,
+    "voipnow_invite": _check_voipnow_invite,
     "hangup": _check_hangup,
     "collect": _check_collect,
     "http": _check_http,

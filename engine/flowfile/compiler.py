@@ -53,6 +53,7 @@ from engine.core.flow import (
     Transfer,
     Unhold,
     Voice,
+    VoipNowInvite,
 )
 from engine.flowfile.findings import Finding
 from engine.flowfile.limits import NODE_ID_MAX, NODE_ID_RE, TIME_RANGE_RE, WEEKDAYS
@@ -92,6 +93,8 @@ NODE_KEYS: dict[str, frozenset[str]] = {
     "branch": frozenset({"type", "cases", "otherwise"}),
     "hours": frozenset({"type", "timezone", "weekly", "holidays", "open", "closed", "holiday"}),
     "goto": frozenset({"type", "to"}),
+    "voipnow_invite": frozenset({"type", "number", "conference_number", "pin", "wait_for_pickup", "caller_id", "next",
+                                 "failed"}),
 }
 NODE_REQUIRED: dict[str, frozenset[str]] = {
     "play": frozenset({"type", "say", "next"}),
@@ -110,6 +113,7 @@ NODE_REQUIRED: dict[str, frozenset[str]] = {
     "branch": frozenset({"type", "cases", "otherwise"}),
     "hours": frozenset({"type", "timezone", "weekly", "open", "closed"}),
     "goto": frozenset({"type", "to"}),
+    "voipnow_invite": frozenset({"type", "number", "next"}),
 }
 
 #: "node type.option" -> the value used when the option is left out (also the schema's ``default``)
@@ -489,6 +493,15 @@ def _conference(r: _NodeReader) -> Node:
                       next=r.target("next"), failed=r.target("failed"))
 
 
+def _voipnow_invite(r: _NodeReader) -> Node:
+    def optional(key: str) -> Any:
+        return r.template(key) if r.data.get(key) is not None else None
+
+    return VoipNowInvite(**r.common(), number=r.template("number"), conference_number=optional("conference_number"),
+                         pin=optional("pin"), wait_for_pickup=r.get("wait_for_pickup"), caller_id=r.get("caller_id"),
+                         next=r.target("next"), failed=r.target("failed"))
+
+
 def _http(r: _NodeReader) -> Node:
     save = dict(r.get("save") or {})
     for var in save:
@@ -559,7 +572,7 @@ _BUILDERS = {
     "play": _play, "menu": _menu, "collect": _collect, "record": _record, "monitor": _monitor,
     "hold": _hold, "unhold": _unhold, "transfer": _transfer, "hangup": _hangup, "dial": _dial,
     "conference": _conference, "http": _http, "set": _set, "branch": _branch, "hours": _hours,
-    "goto": _goto,
+    "goto": _goto, "voipnow_invite": _voipnow_invite,
 }
 
 

@@ -36,6 +36,17 @@ DIGITS_MAX = 255
 #: menu keys and what a caller can press
 KEY_RE = re.compile(r"[0-9*#]+")
 
+#: the flow's ``voipnow_invite`` node: VoipNow's conferenceInvite (the VoipNow reference, "Create
+#: ConferenceInvite PhoneCalls"), with the same rules as ``POST /api/conferences/voipnow/invites``
+#: (``engine.outbound.SCHEMAS["VoipNowInviteRequest"]``; a test keeps them in step): who is invited
+#: (E.164, or an extension number such as 211 or 0003*211), the scheduled conference's number and
+#: PIN, how long VoipNow rings (> 0 s), and the caller ID ("Name <number>" or a bare number).
+VOIPNOW_NUMBER_RE = re.compile(r"\+[1-9][0-9]{7,14}|[0-9]{1,10}(?:\*[0-9]{1,10})?")
+VOIPNOW_CONFERENCE_NUMBER_RE = re.compile(r"[0-9]{1,10}")
+VOIPNOW_PIN_RE = re.compile(r"[0-9]{1,16}")
+VOIPNOW_WAIT_MAX = 3600
+VOIPNOW_CALLER_ID_RE = re.compile(r"[^<>\x00-\x1f\x7f]{0,64}<\+?[0-9]{1,20}>|\+?[0-9]{1,20}")
+
 #: the flow's ``http`` node: a caller is waiting in silence, so calls are short.
 HTTP_TIMEOUT_MAX = 10
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

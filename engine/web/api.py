@@ -1,8 +1,8 @@
 """The JSON API (``/api``) and the side calls' notification route (``POST /hoiio/events``).
 
 ``init_app(app)`` installs both: it builds the ``engine.outbound.Outbound`` service on top of the
-app's ``CallService`` (with a ``VoipNowClient`` when ``VOIPNOW_URL`` is set) and wraps the service's
-Hoiio client in a ``SideCallRecorder`` so a flow's conference calls are stored too.
+app's ``CallService`` (sharing the service's ``VoipNowClient``, there when ``VOIPNOW_URL`` is set) and
+wraps the service's Hoiio client in a ``SideCallRecorder`` so a flow's conference calls are stored too.
 
 Authentication: ``Authorization: Bearer <IVR_API_TOKEN>``. Without ``IVR_API_TOKEN`` the API is off:
 every ``/api`` route but the OpenAPI document answers 503 with a JSON message saying so. The routes
@@ -35,13 +35,8 @@ EXTENSION_KEY = "ivr_outbound"
 def init_app(app: Flask) -> Outbound:
     """Register ``/api`` and ``/hoiio/events`` on ``app`` (after ``create_app`` wired the service)."""
     service = app.extensions["ivr"]
-    settings = service.settings
-    voipnow = None
-    if settings.voipnow_url and settings.voipnow_token and settings.voipnow_extension:
-        from engine.providers.voipnow.client import VoipNowClient
-
-        voipnow = VoipNowClient(settings.voipnow_url, settings.voipnow_token, settings.voipnow_extension)
-    outbound = Outbound(service, voipnow=voipnow)
+    # one VoipNow client (built by the service from the settings) for the API and the flows' invites
+    outbound = Outbound(service, voipnow=service.voipnow)
     service.client = outbound.recording_client()
     app.extensions[EXTENSION_KEY] = outbound
     app.register_blueprint(bp)

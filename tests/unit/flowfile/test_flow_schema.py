@@ -274,7 +274,7 @@ def test_a_node_that_is_not_a_mapping() -> None:
 def test_a_node_without_a_type() -> None:
     assert problems("start: a\nnodes:\n  a: {say: hi}\n") == [
         "f.yaml:3:3: error: node 'a' has no 'type'; add one of: play, menu, collect, record, monitor, hold, "
-        "unhold, transfer, hangup, dial, conference, http, set, branch, hours, goto"
+        "unhold, transfer, hangup, dial, conference, http, set, branch, hours, goto, voipnow_invite"
     ]
 
 
