@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -92,6 +93,9 @@ class Rejected(Exception):
         self.session = session
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -120,7 +124,7 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected(400, "invalid", "the request body is not readable form data (not UTF-8)") from None
-    if any(ord(ch) < 32 and ch not in "\t\r\n" for ch in text):
+    if _CONTROL_CHARS.search(text):
         raise Rejected(400, "invalid", "the request body contains control characters")
     try:
         return parse_qs(text, keep_blank_values=True, strict_parsing=True, errors="strict")
@@ -395,8 +399,10 @@ class CallService:
     def _queue_blocks(self, tx: Any, key: str, actions: tuple) -> None:
         for action in actions:
             if isinstance(action, Block):
+                # Recorded as already "sending": this worker sends it right after commit, and the
+                # recovery pass treats a "sending" block with no news as possibly lost.
                 tx.add_block(session=key, step=action.step, node=action.node, kind=action.kind,
-                             endpoint=action.endpoint, params=dict(action.params))
+                             endpoint=action.endpoint, params=dict(action.params), status="sending")
 
     # ------------------------------------------------------------------ sending
     def _after_commit(self, flow: Flow, key: str, result: interpreter.Step) -> Outcome:
@@ -410,7 +416,7 @@ class CallService:
             action = pending.pop(0)
             feedback: Any = None
             if isinstance(action, Block):
-                feedback = self._send(key, state, action, sent)
+                feedback = self._send(key, state, action, sent, claimed=True)
             elif isinstance(action, HttpCall):
                 feedback = self.http.run(action)
             elif isinstance(action, SideCall):

@@ -32,13 +32,13 @@ def test_block_claimed_but_not_sent_is_resent_once(harness, monkeypatch):
     assert harness.hoiio.last()[0] == "ivr/middle/record"
 
 
-def test_block_committed_but_never_claimed_is_sent(harness, monkeypatch):
+def test_block_committed_but_never_sent_is_sent(harness, monkeypatch):
     harness.answer("R2")
     real = harness.service._send
     monkeypatch.setattr(harness.service, "_send", _die)
     with pytest.raises(ProcessDied):
         harness.reply("R2", "play")
-    assert [b.status for b in harness.db.blocks_for("R2") if b.kind == "gather"] == ["pending"]
+    assert [b.status for b in harness.db.blocks_for("R2") if b.kind == "gather"] == ["sending"]
     monkeypatch.setattr(harness.service, "_send", real)
     assert harness.service.recover_stuck_blocks(older_than_seconds=0) == 1
     assert harness.hoiio.endpoints().count("ivr/middle/gather") == 1

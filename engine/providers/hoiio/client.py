@@ -199,7 +199,12 @@ class HoiioClient:
             if self._http is None or self._http_pid != pid:
                 # A pool inherited across fork is dropped, not closed: closing would shut sockets
                 # (and TLS state) that the parent process is still using.
-                self._http = self._session_factory()
+                http = self._session_factory()
+                # Read proxy settings from the environment once, not on every request (requests
+                # otherwise scans os.environ for each call: a measurable share of a notification).
+                http.proxies.update(requests.utils.get_environ_proxies(self.api_url))
+                http.trust_env = False
+                self._http = http
                 self._http_pid = pid
             return self._http
 
