@@ -259,8 +259,12 @@ class CallService:
         fields = parse_form(req.body)
         # Pass-on parameters come back in the query string; they never override signed body fields,
         # and the engine's own parameters are taken from the query only.
+        # With signatures on, only the signed body is trusted: the engine's notify URLs carry no
+        # pass-on parameters of their own but ``step``/``sig``/``ref`` (verified separately), so
+        # anything else in the query string is unsigned and ignored.
         ours = {"step", "sig", "ref"}
-        merged = {k: v for k, v in req.query.items() if k not in fields and k not in ours}
+        merged = {} if self.settings.verify_signatures else {
+            k: v for k, v in req.query.items() if k not in fields and k not in ours}
         merged.update({k: v for k, v in fields.items() if k not in ours})
         try:
             if req.route == "monitor":

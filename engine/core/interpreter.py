@@ -143,6 +143,7 @@ WAITS_FOR: dict[str, str] = {
 ADVANCED = "advanced"
 STARTED = "started"
 STALE = "ignored: stale"
+WRONG_BLOCK = "ignored: notification for another block"
 ALREADY_ENDED = "ignored: call already ended"
 UNEXPECTED = "ignored: unexpected event"
 HOLD_REJECTED = "noted: hold rejected"
@@ -380,6 +381,10 @@ def _why_not_admitted(flow: Flow, state: CallState, event: Event) -> str | None:
             return STALE
         if state.waiting in ("http", "side"):
             return UNEXPECTED
+        if event.block and event.block != state.waiting:
+            # A signed body of one block posted to the (signed) URL of another: both halves are
+            # genuine, together they are not what Hoiio said about this step.
+            return WRONG_BLOCK
         return None
     if isinstance(event, ProviderRejected):
         if event.status in SESSION_OVER and event.step <= state.step and state.outcome is None:

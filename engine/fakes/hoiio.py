@@ -83,7 +83,7 @@ from engine.fakes.hoiio_state import (
     billing_fields,
 )
 from engine.fakes.hoiio_voice import VoiceConferenceApi
-from engine.fakes.hoiio_web import create_app
+from engine.fakes.hoiio_web import create_app, run_after_response
 from engine.providers.hoiio.signature import SIGNATURE_HEADER, sign_body
 
 __all__ = ["FakeHoiio", "CallerScript", "CallLimitReached"]
@@ -100,7 +100,12 @@ def default_transport(url: str, body: bytes, headers: Mapping[str, str]) -> int:
     return response.status_code
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Handler(WSGIRequestHandler):
+    def connection_dropped(self, error: BaseException, environ: dict[str, Any] | None = None) -> None:
+        run_after_response(environ)  # the client vanished: what Hoiio carried out still goes on
+
+
+class _QuietHandler(_Handler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
@@ -185,7 +190,7 @@ class FakeHoiio(VoiceConferenceApi):
         """Serve over HTTP in a daemon thread; returns the API base URL (``http://H:P/open``)."""
         if self._server is not None:
             raise RuntimeError("the fake is already serving")
-        handler = _QuietHandler if self._quiet else WSGIRequestHandler
+        handler = _QuietHandler if self._quiet else _Handler
         server = make_server(host, port, self.wsgi_app, threaded=True, request_handler=handler)
         server.daemon_threads = True
         self._server = server

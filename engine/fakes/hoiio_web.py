@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _AFTER = "fake_hoiio.after"
 _DROP = "fake_hoiio.drop"
+_RUN_AFTER = "fake_hoiio.run_after"
 
 
 def create_app(fake: FakeHoiio) -> Flask:
@@ -124,21 +125,40 @@ class _AfterResponse:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         after: list[Callable[[], None]] = []
         environ[_AFTER] = after
+
+        def run_once() -> None:
+            taken = list(after)
+            after.clear()
+            self.fake.run_after(taken)
+
+        # Also run by the request handler when the peer vanished while the answer was written
+        # (see run_after_response): werkzeug then never closes the response iterable.
+        environ[_RUN_AFTER] = run_once
         iterable = self.inner(environ, start_response)
         sock = environ.get("werkzeug.socket")
         if environ.get(_DROP):
             if hasattr(iterable, "close"):
                 iterable.close()
-            self.fake.run_after(after)  # a processed request still executes
+            run_once()  # a processed request still executes
             if sock is None:
                 raise ConnectionDropped("fake-hoiio dropped the connection (fault injection)")
             with contextlib.suppress(OSError):  # the peer may be gone already
                 sock.shutdown(socket.SHUT_RDWR)
             raise ConnectionResetError("fake-hoiio dropped the connection (fault injection)")
         if sock is None:  # in-process: the caller has the response as soon as we return
-            self.fake.run_after(after)
+            run_once()
             return iterable
-        return ClosingIterator(iterable, [lambda: self.fake.run_after(after)])
+        return ClosingIterator(iterable, [run_once])
+
+
+def run_after_response(environ: dict[str, Any] | None) -> None:
+    """Start what an accepted request set off (its notification timers) if that has not happened
+    yet. For the HTTP server's ``connection_dropped``: when the client disappears with the answer
+    unread (a killed process), werkzeug fails reading the socket before it closes the response, and
+    a block Hoiio carried out must still post its notification."""
+    run = (environ or {}).get(_RUN_AFTER)
+    if run is not None:
+        run()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine import observability as obs
 from engine.service import Inbound
+from engine.storage import StorageError
 
 bp = Blueprint("hoiio", __name__, url_prefix="/hoiio")
 
@@ -100,11 +101,14 @@ def register_error_handlers(app: Flask) -> None:
                 body = b"" if exc.code == 413 else request.get_data(cache=True)[:65536]
             except HTTPException:
                 body = b""
-            record = service.db.record_notification(
-                route=f"{request.method} {request.path}", method=request.method,
-                query_string=request.query_string.decode("latin-1")[:4000], headers={}, body=body,
-            )
-            service.db.finish_notification(record, outcome="invalid", reason=message,
-                                           response={"status": "error", "error": message},
-                                           session=None, step=None, duration_ms=0)
+            try:
+                record = service.db.record_notification(
+                    route=f"{request.method} {request.path}", method=request.method,
+                    query_string=request.query_string.decode("latin-1")[:4000], headers={}, body=body,
+                )
+                service.db.finish_notification(record, outcome="invalid", reason=message,
+                                               response={"status": "error", "error": message},
+                                               session=None, step=None, duration_ms=0)
+            except StorageError as storage_error:  # the refusal stands even when it cannot be recorded
+                current_app.logger.error("could not record a refused request: %s", storage_error)
         return jsonify({"status": "error", "error": message}), exc.code or 500
