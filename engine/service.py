@@ -19,7 +19,6 @@ Never Flask: the web layer hands over an ``Inbound`` value.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import re
 import time
@@ -36,7 +35,7 @@ from engine.core import interpreter
 from engine.core.actions import Block, HttpCall, SideCall
 from engine.core.events import HttpResult, MonitorReady, Notification, ProviderRejected, SideCallResult
 from engine.core.flow import Flow
-from engine.core.state import ENDED, CallState
+from engine.core.state import CallState
 from engine.httpstep import HttpStepRunner
 from engine.providers.hoiio import wire
 from engine.providers.hoiio.client import HoiioClientError
@@ -51,6 +50,7 @@ from engine.storage import (
     DatabaseUnavailable,
     DuplicateCall,
     StorageBusy,
+    make_dedupe_key,
 )
 
 log = logging.getLogger("engine.service")
@@ -285,8 +285,9 @@ class CallService:
         if step is None:
             raise Rejected(400, "invalid", "this notification URL has no step; Hoiio numbers must point "
                            "at /hoiio/answer")
-        event = _with_step(event, step)
-        return self._advance(key, event, dedupe=_dedupe_key(key, step, req.body), record_id=record_id)
+        event = dataclasses.replace(event, step=step)
+        dedupe = make_dedupe_key(key, step, req.body.decode("latin-1"))
+        return self._advance(key, event, dedupe=dedupe, record_id=record_id)
 
     def _verified_step(self, req: Inbound, session: str) -> tuple[int | None, str]:
         raw = req.query.get("step")
@@ -317,7 +318,7 @@ class CallService:
                            "calls only", event.session)
         if event.call_state == "ended":
             raise Rejected(404, "stale", "the call ended before it was answered", event.session)
-        dedupe = _dedupe_key(event.session, 0, req.body)
+        dedupe = make_dedupe_key(event.session, 0, req.body.decode("latin-1"))
         with self.db.transaction() as tx:
             if not tx.claim_notification(dedupe, notification_id=record_id):
                 return self._ignored(event.session, None, "duplicate", "this notification was already handled")
@@ -662,16 +663,6 @@ class CallService:
         return self._after_commit(flow, key, result)
 
 
-def _with_step(event: Notification, step: int) -> Notification:
-    from dataclasses import replace
-
-    return replace(event, step=step)
-
-
-def _dedupe_key(key: str, step: int, body: bytes) -> str:
-    return hashlib.sha256(key.encode() + b"|" + str(step).encode() + b"|" + body).hexdigest()
-
-
 def _source_of(flow: Flow) -> str:
     try:
         with open(flow.source, encoding="utf-8") as fh:
@@ -680,4 +671,4 @@ def _source_of(flow: Flow) -> str:
         return ""
 
 
-__all__ = ["CallService", "Inbound", "Outcome", "Rejected", "parse_form", "ENDED"]
+__all__ = ["CallService", "Inbound", "Outcome", "Rejected", "parse_form"]

@@ -159,7 +159,7 @@ def test_bad_input_gets_clear_4xx_and_is_recorded(harness):
     assert r.status_code == 400  # no step in the URL
     recorded = harness.db.recent_notifications(limit=50)
     assert len(recorded) >= len(cases) + 3
-    assert {n["outcome"] for n in recorded} >= {"invalid", "refused"} - {"refused"}
+    assert "invalid" in {n["outcome"] for n in recorded}
     assert harness.hoiio.requests == []
 
 
