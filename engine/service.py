@@ -2,15 +2,20 @@
 
 Order of work for every notification (nothing is lost, nothing is done twice):
 
-1. The raw request is recorded in its own short transaction, before anything else can fail.
+1. The raw request is kept in memory; it is stored in the first transaction the request commits
+   (the main one below), or, if there is none (refused, invalid, or the main transaction rolled
+   back), in a short transaction of its own together with its outcome. Either way it is stored.
 2. Authenticity: ``X-Hoiio-Signature`` over the raw body (when verification is on) and the engine's
    own HMAC on the ``step`` pass-on parameter of the notify URL.
 3. The body is parsed strictly (query-string values never override signed body values).
-4. One write transaction: claim the notification's dedupe key, lock the call's row, run the
-   interpreter, store the new state and the blocks to send (outbox). Concurrent or repeated
-   notifications for a call are serialised here; the loser sees a stale step and is ignored.
+4. One write transaction: store the request and claim its dedupe key (one statement), lock the
+   call's row, run the interpreter, store the new state and the blocks to send (outbox).
+   Concurrent or repeated notifications for a call are serialised here; the loser sees a stale
+   step and is ignored. When nothing is to be sent, the outcome is stored here too: one commit.
 5. After commit the blocks are sent. A refusal from the provider is fed back to the interpreter as
    ``ProviderRejected`` (again one transaction), which may issue the error handler's block.
+6. One more transaction stores what the provider answered for each block and the request's
+   outcome. (A worker dying before it leaves the blocks ``sending``: the recovery pass resends.)
 
 May import engine.core, engine.flowfile (via the registry), engine.providers, engine.storage.
 Never Flask: the web layer hands over an ``Inbound`` value.
@@ -23,7 +28,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -133,6 +139,33 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
 
 
 @dataclass
+class _Pending:
+    """What one request still has to write: the request itself until a transaction that stored it
+    commits, the provider's answers to the blocks it sent, and its outcome."""
+
+    raw: dict[str, Any]
+    started: float
+    session: str | None = None  # the call it names, once parsed
+    record_id: int | None = None  # the stored request, once its transaction committed
+    finished: bool = False  # its outcome is stored too
+    marks: list[dict[str, Any]] = field(default_factory=list)  # tx.mark_block(**mark), still to write
+    staged_id: int | None = None
+    staged_finished: bool = False
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
+
+    def write_marks(self, tx: Any) -> None:
+        marks, self.marks = self.marks, []
+        try:
+            for mark in marks:
+                tx.mark_block(**mark)
+        except BaseException:
+            self.marks[:0] = marks
+            raise
+
+
+@dataclass
 class Dispatch:
     """Blocks actually sent while handling one request (for the JSON answer)."""
 
@@ -181,16 +214,11 @@ class CallService:
         headers = {k: v for k, v in req.headers.items() if k.lower() in _SINGLE_HEADERS_KEPT}
         query_string = urlencode([(k, v) for k, vs in req.query.items() for v in vs])
         meta: dict[str, Any] = {}
-        record_id: int | None = None
+        pending = _Pending(raw={"route": f"{req.method} {req.path}", "method": req.method,
+                                "query_string": query_string, "headers": headers, "body": req.body},
+                           started=started)  # fmt: skip
         try:
-            record_id = self.db.record_notification(
-                route=f"{req.method} {req.path}",
-                method=req.method,
-                query_string=query_string,
-                headers=headers,
-                body=req.body,
-            )
-            outcome = self._handle(req, record_id, meta)
+            outcome = self._handle(req, pending, meta)
         except (StorageBusy, DatabaseUnavailable) as exc:
             log.error("database trouble while handling a notification: %s", exc)
             outcome = Outcome(503, {"status": "error", "error": "the database is unavailable; nothing was done"},
@@ -207,20 +235,55 @@ class CallService:
             log.exception("unexpected error while handling a notification")
             outcome = Outcome(500, {"status": "error", "error": "internal error; the call was sent to "
                                     "the error handler"}, record="error", reason=type(exc).__name__)
-        if record_id is not None:
-            try:
-                self.db.finish_notification(
-                    record_id,
-                    outcome=outcome.record,
-                    reason=outcome.reason,
-                    response=outcome.body,
-                    session=outcome.session,
-                    step=outcome.step,
-                    duration_ms=int((time.monotonic() - started) * 1000),
-                )
-            except (StorageBusy, DatabaseUnavailable) as exc:  # the answer stands; only its record is lost
-                log.error("could not record how a notification was handled: %s", exc)
+        try:
+            self._settle(pending, outcome)
+        except (StorageBusy, DatabaseUnavailable) as exc:  # the answer stands; only its record is lost
+            log.error("could not record how a notification was handled: %s", exc)
         self._observe(req, outcome, meta, time.monotonic() - started)
+        return outcome
+
+    def _settle(self, pending: _Pending, outcome: Outcome) -> None:
+        """Store what is still unstored about a request, in one transaction: the provider's answers
+        to the blocks sent, and the request with its outcome (or just the outcome)."""
+        if pending.record_id is not None and pending.finished and not pending.marks:
+            return
+        with self.db.transaction() as tx:
+            pending.write_marks(tx)
+            if pending.record_id is None:
+                tx.record_notification(**pending.raw, session=outcome.session or pending.session, step=outcome.step,
+                                       outcome=outcome.record, reason=outcome.reason, response=outcome.body,
+                                       duration_ms=pending.elapsed_ms())  # fmt: skip
+            elif not pending.finished:
+                self._finish_in(tx, pending.record_id, outcome, pending)
+
+    @staticmethod
+    def _finish_in(tx: Any, record_id: int, outcome: Outcome, pending: _Pending) -> None:
+        tx.finish_notification(record_id, outcome=outcome.record, reason=outcome.reason, response=outcome.body,
+                               session=outcome.session, step=outcome.step, duration_ms=pending.elapsed_ms())
+
+    @contextmanager
+    def _main_transaction(self, pending: _Pending) -> Iterator[Any]:
+        """A write transaction that may store the request (``pending.staged_id``) and its outcome
+        (``pending.staged_finished``): both count only once it has committed."""
+        pending.staged_id, pending.staged_finished = None, False
+        with self.db.transaction() as tx:
+            yield tx
+        pending.record_id, pending.finished = pending.staged_id, pending.staged_finished
+
+    def _store_request(self, tx: Any, pending: _Pending, dedupe: str | None, session: str,
+                       step: int | None) -> bool:  # fmt: skip
+        """Store the request in the main transaction and claim its dedupe key; False for a redelivery."""
+        if dedupe is None:
+            pending.staged_id = tx.record_notification(**pending.raw, session=session, step=step)
+            return True
+        pending.staged_id, claimed = tx.record_claimed(dedupe, **pending.raw, session=session, step=step)
+        return claimed
+
+    def _done_in(self, tx: Any, pending: _Pending, outcome: Outcome) -> Outcome:
+        """The request's outcome, stored in its main transaction (nothing is left to send)."""
+        if pending.staged_id is not None:
+            self._finish_in(tx, pending.staged_id, outcome, pending)
+            pending.staged_finished = True
         return outcome
 
     def _observe(self, req: Inbound, outcome: Outcome, meta: Mapping[str, Any], seconds: float) -> None:
@@ -250,8 +313,7 @@ class CallService:
         level = logging.WARNING if outcome.http_status >= 400 else logging.INFO
         log.log(level, "notification %s", outcome.record, extra={"ivr": fields})
 
-    def _handle(self, req: Inbound, record_id: int | None = None, meta: dict | None = None) -> Outcome:
-        meta = {} if meta is None else meta
+    def _handle(self, req: Inbound, pending: _Pending, meta: dict) -> Outcome:
         if self.settings.verify_signatures:
             signature = next((v for k, v in req.headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
             if not verify_body(req.body, signature, self.settings.hoiio_access_token):
@@ -269,10 +331,12 @@ class CallService:
         try:
             if req.route == "monitor":
                 ready = wire.parse_monitor_ready(merged)
+                pending.session = ready.session
                 step, key = self._verified_step(req, ready.session)
                 return self._advance(key, MonitorReady(session=key, record_url=ready.record_url),
-                                     dedupe=f"monitor:{key}:{step}", record_id=record_id)
+                                     dedupe=f"monitor:{key}:{step}", pending=pending)
             event = wire.parse_notification(merged)
+            pending.session = event.session
             meta.update(block=event.block or "none", txn_ref=event.txn_ref, caller=event.caller,
                         call_state=event.call_state)
         except wire.NotificationError as exc:
@@ -281,13 +345,13 @@ class CallService:
         if req.route == "answer":
             if step is not None:
                 raise Rejected(400, "invalid", "an answer notification carries no step")
-            return self._answer(req, event, record_id)
+            return self._answer(req, event, pending)
         if step is None:
             raise Rejected(400, "invalid", "this notification URL has no step; Hoiio numbers must point "
                            "at /hoiio/answer")
         event = dataclasses.replace(event, step=step)
         dedupe = make_dedupe_key(key, step, req.body.decode("latin-1"))
-        return self._advance(key, event, dedupe=dedupe, record_id=record_id)
+        return self._advance(key, event, dedupe=dedupe, pending=pending)
 
     def _verified_step(self, req: Inbound, session: str) -> tuple[int | None, str]:
         raw = req.query.get("step")
@@ -303,7 +367,7 @@ class CallService:
         return step, key
 
     # ------------------------------------------------------------------ answer
-    def _answer(self, req: Inbound, event: Notification, record_id: int | None) -> Outcome:
+    def _answer(self, req: Inbound, event: Notification, pending: _Pending) -> Outcome:
         if req.flow_hint is not None:
             flow = self.flows.get(req.flow_hint)
             if flow is None:
@@ -319,11 +383,10 @@ class CallService:
         if event.call_state == "ended":
             raise Rejected(404, "stale", "the call ended before it was answered", event.session)
         dedupe = make_dedupe_key(event.session, 0, req.body.decode("latin-1"))
-        with self.db.transaction() as tx:
-            if not tx.claim_notification(dedupe, notification_id=record_id):
-                return self._ignored(event.session, None, "duplicate", "this notification was already handled")
-            if tx.lock_call(event.session) is not None:
-                return self._ignored(event.session, None, "duplicate", "this call was already answered")
+        with self._main_transaction(pending) as tx:
+            if not self._store_request(tx, pending, dedupe, event.session, 0):
+                return self._done_in(tx, pending, self._ignored(event.session, None, "duplicate",
+                                                                "this notification was already handled"))
             call = {k: v for k, v in (("from", event.caller), ("to", event.called), ("txn_ref", event.txn_ref))
                     if v}
             result = interpreter.start(flow, session=event.session, call=call, now=self.now())
@@ -334,17 +397,21 @@ class CallService:
                     status=result.state.status, caller=event.caller, called=event.called, dest=None,
                     txn_ref=event.txn_ref,
                 )
-            except DuplicateCall:  # a racing copy of this answer won on another worker
-                return self._ignored(event.session, None, "duplicate", "this call was already answered")
+            except DuplicateCall:  # answered before, or a racing copy of this answer won on another worker
+                return self._done_in(tx, pending, self._ignored(event.session, None, "duplicate",
+                                                                "this call was already answered"))
             self._queue_blocks(tx, event.session, result.actions)
-        return self._after_commit(flow, event.session, result)
+            if not result.actions:
+                return self._done_in(tx, pending, self._after_commit(flow, event.session, result))
+        return self._after_commit(flow, event.session, result, pending)
 
     # ------------------------------------------------------------------ later steps
-    def _advance(self, key: str, event: Any, *, dedupe: str | None, record_id: int | None = None) -> Outcome:
-        with self.db.transaction() as tx:
-            if dedupe is not None and not tx.claim_notification(dedupe, notification_id=record_id):
-                return self._ignored(key, getattr(event, "step", None), "duplicate",
-                                     "this notification was already handled")
+    def _advance(self, key: str, event: Any, *, dedupe: str | None, pending: _Pending) -> Outcome:
+        step = getattr(event, "step", None)
+        with self._main_transaction(pending) as tx:
+            if not self._store_request(tx, pending, dedupe, key, step):
+                return self._done_in(tx, pending, self._ignored(key, step, "duplicate",
+                                                                "this notification was already handled"))
             row = tx.lock_call(key)
             if row is None:
                 raise Rejected(404, "invalid", "unknown session: no call with this session was started here",
@@ -367,9 +434,11 @@ class CallService:
                     billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
                 )
                 self._queue_blocks(tx, key, result.actions)
-        if result.outcome.startswith("ignored"):
-            return self._ignored(key, getattr(event, "step", None), "stale", result.outcome)
-        return self._after_commit(flow, key, result)
+            if result.outcome.startswith("ignored"):
+                return self._done_in(tx, pending, self._ignored(key, step, "stale", result.outcome))
+            if not result.actions:
+                return self._done_in(tx, pending, self._after_commit(flow, key, result))
+        return self._after_commit(flow, key, result, pending)
 
     def _ignored(self, session: str, step: int | None, record: str, reason: str) -> Outcome:
         return Outcome(200, {"status": "ignored", "session": session, "reason": reason, "blocks": []},
@@ -410,29 +479,32 @@ class CallService:
                              endpoint=action.endpoint, params=dict(action.params), status="sending")
 
     # ------------------------------------------------------------------ sending
-    def _after_commit(self, flow: Flow, key: str, result: interpreter.Step) -> Outcome:
+    def _after_commit(self, flow: Flow, key: str, result: interpreter.Step, pending: _Pending | None = None) -> Outcome:
+        """Carry out the actions of a committed step (send blocks, run http steps and side calls,
+        feed their results back) and build the answer. With ``pending`` the provider's answers are
+        stored later, with the request's outcome (``_settle``); without, each at once."""
         sent: list[dict[str, Any]] = []
         outcome = result.outcome
-        pending = list(result.actions)
+        todo = list(result.actions)
         state = result.state
         guard = 0
-        while pending and guard < 50:
+        while todo and guard < 50:
             guard += 1
-            action = pending.pop(0)
+            action = todo.pop(0)
             feedback: Any = None
             if isinstance(action, Block):
-                feedback = self._send(key, state, action, sent, claimed=True)
+                feedback = self._send(key, state, action, sent, claimed=True, pending=pending)
             elif isinstance(action, HttpCall):
                 feedback = self.http.run(action)
             elif isinstance(action, SideCall):
                 feedback = self._side_call(key, action)
             if feedback is not None:
-                nxt = self._feed(key, feedback)
+                nxt = self._feed(key, feedback, pending)
                 if nxt is None:
                     break
                 outcome = nxt.outcome
                 state = nxt.state
-                pending.extend(nxt.actions)
+                todo.extend(nxt.actions)
         body = {
             "status": "ok",
             "session": key,
@@ -500,7 +572,7 @@ class CallService:
         return SideCallResult(step=action.step, ok=res.ok, status=res.status, data=res.data or {})
 
     def _send(self, key: str, state: CallState, block: Block, sent: list, *, claimed: bool = False,
-              resend: bool = False, prior_attempts: int = 0) -> Any:
+              resend: bool = False, prior_attempts: int = 0, pending: _Pending | None = None) -> Any:
         # Claim the outbox row first: if a recovery pass (or another worker) already owns it, the
         # block is theirs to send, and sending it here too would do it twice.
         if not claimed and not self.db.mark_block(session=key, step=block.step, status="sending",
@@ -517,9 +589,9 @@ class CallService:
             res = self.client.send_block(block, session=hoiio_session, notify_url=notify, monitor_notify_url=monitor)
         except (BlockError, HoiioClientError) as exc:
             log.error("block %s for %s could not be sent: %s", block.kind, key, exc)
-            self.db.mark_block(session=key, step=block.step, status="failed", http_status=None,
-                               provider_status="error_invalid_block", response=None, duration_ms=0,
-                               attempts=0, error=str(exc)[:500])
+            self._mark(pending, session=key, step=block.step, status="failed", http_status=None,
+                       provider_status="error_invalid_block", response=None, duration_ms=0,
+                       attempts=0, error=str(exc)[:500])
             sent.append({"endpoint": block.endpoint, "params": {}, "provider_status": "error_invalid_block"})
             return ProviderRejected(step=block.step, status="error_invalid_block")
         if resend and not res.ok and res.status == "error_session_not_ready":
@@ -531,8 +603,8 @@ class CallService:
             known = classify(res.status).known or res.status in ("error_timeout", "error_connection",
                                                                   "error_bad_response")
             obs.PROVIDER_ERRORS.labels(res.status if known else "other").inc()
-        self.db.mark_block(
-            session=key, step=block.step, status=status, http_status=res.http_status,
+        self._mark(
+            pending, session=key, step=block.step, status=status, http_status=res.http_status,
             provider_status=res.status, response=res.data, duration_ms=res.elapsed_ms,
             attempts=prior_attempts + res.attempts, error=None if res.ok else res.status,
         )
@@ -546,6 +618,12 @@ class CallService:
         if res.ok or res.maybe_delivered:
             return None
         return ProviderRejected(step=block.step, status=res.status)
+
+    def _mark(self, pending: _Pending | None, **mark: Any) -> None:
+        if pending is None:
+            self.db.mark_block(**mark)
+        else:
+            pending.marks.append(mark)
 
     def _remember_dial(self, key: str, data: Mapping[str, Any]) -> None:
         """Store the Hoiio session and txn_ref a dial request returned, so later blocks use them."""
@@ -616,9 +694,12 @@ class CallService:
                     self._after_commit(flow, row.session, nxt)
         return resent
 
-    def _feed(self, key: str, event: HttpResult | SideCallResult | ProviderRejected) -> interpreter.Step | None:
+    def _feed(self, key: str, event: HttpResult | SideCallResult | ProviderRejected,
+              pending: _Pending | None = None) -> interpreter.Step | None:  # fmt: skip
         try:
             with self.db.transaction() as tx:
+                if pending is not None:
+                    pending.write_marks(tx)  # the refusal that led here is stored before what follows it
                 row = tx.lock_call(key)
                 if row is None:
                     return None

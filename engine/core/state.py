@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 STATE_VERSION = 1
@@ -37,7 +37,12 @@ class CallState:
     billing: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """A JSON-ready copy (what ``dataclasses.asdict`` gives, without its deep copy of every
+        value: values here are JSON values, and containers are copied)."""
+        d = {name: getattr(self, name) for name in _FIELDS}
+        d["vars"] = _copy(self.vars)
+        d["call"] = dict(self.call)
+        d["billing"] = dict(self.billing)
         d["sensitive"] = sorted(self.sensitive)
         d["path"] = [list(p) for p in self.path]
         d["state_version"] = STATE_VERSION
@@ -53,3 +58,17 @@ class CallState:
 
     def evolve(self, **changes: Any) -> CallState:
         return replace(self, **changes)
+
+
+_FIELDS = tuple(f.name for f in fields(CallState))
+
+
+def _copy(value: Any) -> Any:
+    """Containers copied (mappings to dicts, lists and tuples kept as such), other values as they are."""
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value

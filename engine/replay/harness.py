@@ -213,7 +213,7 @@ class StepResult:
     index: int
     line: int
     kind: str
-    label: str
+    fields: Mapping[str, Any]  # the notification's fields as the case gives them
     expected: list[dict[str, Any]] | None
     actual: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # missing presence-only parameters, routing
@@ -221,6 +221,11 @@ class StepResult:
     http_status: int | None = None
     response: Any = None
     http_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The step as a reader sees it in a report (``gather {digits: '1'}``); formatted on demand."""
+        return "start: outbound" if self.kind == "start" else f"{self.kind} {inline(self.fields)}"
 
     @property
     def ok(self) -> bool:
@@ -420,8 +425,7 @@ class ReplayApp:
         mark = len(self.transport.requests)
         http_mark = len(self.http.calls)
         self.transport.script(step.provider)
-        label = "start: outbound" if step.kind == "start" else f"{step.kind} {inline(step.fields)}"
-        sr = StepResult(index=index, line=step.line, kind=step.kind, label=label, expected=step.expect)
+        sr = StepResult(index=index, line=step.line, kind=step.kind, fields=step.fields, expected=step.expect)
         result.steps.append(sr)
         key = None
         if step.kind == "start":

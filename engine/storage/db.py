@@ -443,8 +443,13 @@ class Database:
         session: str | None = None,
         step: int | None = None,
         received_at: datetime | None = None,
+        outcome: str | None = None,
+        reason: str | None = None,
+        response: Any = None,
+        duration_ms: float | None = None,
     ) -> int:
-        """Record a webhook request as received (own transaction, before processing). Returns its id."""
+        """Record a webhook request (own transaction). Returns its id. With ``outcome`` it is stored
+        already finished (see ``Transaction.record_notification``)."""
         with self.transaction() as tx:
             return tx.record_notification(
                 route,
@@ -455,6 +460,10 @@ class Database:
                 session=session,
                 step=step,
                 received_at=received_at,
+                outcome=outcome,
+                reason=reason,
+                response=response,
+                duration_ms=duration_ms,
             )
 
     def finish_notification(

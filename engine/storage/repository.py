@@ -7,13 +7,16 @@ same operations as short transactions of their own. Results are plain frozen dat
 
 Idempotency, as the service layer uses it (reliability notes, section 2):
 
-1. ``db.record_notification(...)`` stores the raw request in its own transaction first.
-2. ``with db.transaction() as tx:`` then ``tx.claim_notification(key, notification_id=...)``: the
-   unique ``notifications.dedupe_key`` makes a redelivered notification return False. The claim
+1. ``with db.transaction() as tx:`` then ``tx.record_claimed(key, ...)`` stores the raw request and
+   claims its dedupe key in one statement: the unique ``notifications.dedupe_key`` makes a
+   redelivered notification come back unclaimed (it is still stored, without the key). The claim
    commits or rolls back together with the state change, so a crash between the two cannot
-   swallow a notification. ``tx.lock_call(session)`` serialises everything for one call.
-3. ``tx.update_call(..., expected_row_version=row.row_version)`` and ``tx.add_block(...)`` (the
-   outbox) in the same transaction; ``db.mark_block`` records the send afterwards.
+   swallow a notification. ``tx.lock_call(session)`` serialises everything for one call. (When the
+   transaction rolls back, the caller records the request again, with its outcome, in a short
+   transaction of its own: ``db.record_notification(..., outcome=...)``.)
+2. ``tx.update_call(..., expected_row_version=row.row_version)`` and ``tx.add_block(...)`` (the
+   outbox) in the same transaction; ``tx.mark_block`` and ``tx.finish_notification`` record the
+   send and the outcome afterwards, again in one transaction.
 
 May import engine.core, engine.storage.tables / errors, sqlalchemy. Never Flask.
 """
@@ -37,7 +40,6 @@ from engine.storage.tables import (
     CALL_DIRECTIONS,
     NOTIFICATION_OUTCOMES,
     SESSION_LEN,
-    UTCDateTime,
     blocks,
     call_events,
     calls,
@@ -251,18 +253,98 @@ def _ms(value: float | None) -> int | None:
     return None if value is None else round(value)
 
 
-def _split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(SQL expressions, plain values). Plain values are passed as execution parameters: given to
-    ``.values()`` each one becomes a new bound parameter whose cache key SQLAlchemy computes on every
-    call, which was a large share of the request path's CPU time. The SQL is the same."""
-    expressions = {k: v for k, v in values.items() if isinstance(v, sa.ClauseElement)}
-    return expressions, {k: v for k, v in values.items() if k not in expressions}
-
-
 def _choose(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"{what} must be one of {', '.join(allowed)} (got {value!r})")
     return value
+
+
+# ------------------------------------------------------------------ statements of the request path
+# Built once, with bound parameters, instead of on every call: building a statement (and its cache
+# key) cost SQLAlchemy three to four times as much as executing it (``bench/profile_engine.py``).
+# Optional values are written as ``COALESCE(:value, column)``: None keeps what the row has.
+def _param(column: sa.Column[Any], name: str | None = None) -> Any:
+    return sa.bindparam(name or column.name, type_=column.type)
+
+
+def _keep_unless(column: sa.Column[Any]) -> Any:
+    """``COALESCE(:<name>, <column>)``: the given value, or the column's own when None is given."""
+    return sa.func.coalesce(_param(column), column)
+
+
+_LOCK_CALL = sa.select(calls).where(calls.c.session == sa.bindparam("key")).with_for_update()
+_UPDATE_CALL = (
+    sa.update(calls)
+    .where(calls.c.session == sa.bindparam("key"), calls.c.row_version == sa.bindparam("expected"))
+    .values(
+        state=_param(calls.c.state),
+        node=_param(calls.c.node),
+        step=_param(calls.c.step),
+        status=_param(calls.c.status),
+        outcome=_param(calls.c.outcome),
+        billing=_param(calls.c.billing),
+        updated_at=_param(calls.c.updated_at),
+        row_version=calls.c.row_version + 1,
+        # set the first time the call ends; cleared while it is active
+        ended_at=sa.case((_param(calls.c.status, "ended_status") == "ended",
+                          sa.func.coalesce(calls.c.ended_at, _param(calls.c.updated_at, "ended_now"))),
+                         else_=sa.null()),
+        caller=_keep_unless(calls.c.caller),
+        called=_keep_unless(calls.c.called),
+        dest=_keep_unless(calls.c.dest),
+        txn_ref=_keep_unless(calls.c.txn_ref),
+    )
+)
+_FINISH_NOTIFICATION = (
+    sa.update(notifications)
+    .where(notifications.c.id == sa.bindparam("notification_id"))
+    .values(
+        outcome=_param(notifications.c.outcome),
+        reason=_param(notifications.c.reason),
+        response=_param(notifications.c.response),
+        duration_ms=_param(notifications.c.duration_ms),
+        session=_keep_unless(notifications.c.session),
+        step=_keep_unless(notifications.c.step),
+    )
+)
+_MARK_BLOCK_VALUES = {
+    "status": _param(blocks.c.status),
+    "updated_at": _param(blocks.c.updated_at),
+    "sent_at": _keep_unless(blocks.c.sent_at),
+    "http_status": _keep_unless(blocks.c.http_status),
+    "provider_status": _keep_unless(blocks.c.provider_status),
+    "response": _keep_unless(blocks.c.response),
+    "duration_ms": _keep_unless(blocks.c.duration_ms),
+    "error": _keep_unless(blocks.c.error),
+    "attempts": sa.func.coalesce(_param(blocks.c.attempts), blocks.c.attempts + sa.bindparam("add_attempt")),
+}
+
+
+def _mark_block_statement(by_id: bool, from_status: bool) -> Any:
+    where = ([blocks.c.id == sa.bindparam("block_id")] if by_id else
+             [blocks.c.session == sa.bindparam("key"), blocks.c.step == sa.bindparam("block_step")])
+    if from_status:
+        where.append(blocks.c.status.in_(sa.bindparam("from_status", expanding=True)))
+    return sa.update(blocks).where(*where).values(**_MARK_BLOCK_VALUES)
+
+
+_MARK_BLOCK = {(by_id, from_status): _mark_block_statement(by_id, from_status)
+               for by_id in (True, False) for from_status in (True, False)}
+#: (dialect name, statement) -> INSERT ... ON CONFLICT DO NOTHING RETURNING id, built on first use
+_INSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _insert_or_nothing(dialect: str, what: str) -> Any:
+    found = _INSERTS.get((dialect, what))
+    if found is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        if what == "notification":
+            found = (insert(notifications).on_conflict_do_nothing(index_elements=["dedupe_key"])
+                     .returning(notifications.c.id))
+        else:
+            found = insert(blocks).on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id)
+        _INSERTS[(dialect, what)] = found
+    return found
 
 
 # ---------------------------------------------------------------------------------------- transaction
@@ -302,8 +384,7 @@ class Transaction:
         """The call row, locked until the transaction ends (PostgreSQL ``SELECT ... FOR UPDATE``;
         on SQLite the whole database is already locked by ``BEGIN IMMEDIATE``)."""
         self._require_write()
-        query = sa.select(calls).where(calls.c.session == session).with_for_update()
-        found = self.conn.execute(query).mappings().first()
+        found = self.conn.execute(_LOCK_CALL, {"key": session}).mappings().first()
         return None if found is None else _row(CallRow, found)
 
     def get_call(self, session: str) -> CallRow | None:
@@ -383,28 +464,24 @@ class Transaction:
         when the row's ``row_version`` is not ``expected_row_version`` (or the row is gone)."""
         self._require_write()
         now = self.now()
-        ended_at = sa.func.coalesce(calls.c.ended_at, sa.literal(now, UTCDateTime())) if status == "ended" else None
-        values: dict[str, Any] = {
+        params = {
+            "key": session,
+            "expected": expected_row_version,
             "state": dict(state),
             "node": node,
             "step": step,
             "status": status,
+            "ended_status": status,
             "outcome": outcome,
             "billing": None if billing is None else dict(billing),
             "updated_at": now,
-            "row_version": calls.c.row_version + 1,
-            "ended_at": ended_at,
+            "ended_now": now,
+            "caller": caller,
+            "called": called,
+            "dest": dest,
+            "txn_ref": txn_ref,
         }
-        for name, value in (("caller", caller), ("called", called), ("dest", dest), ("txn_ref", txn_ref)):
-            if value is not None:
-                values[name] = value
-        expressions, params = _split_values(values)
-        query = (
-            sa.update(calls)
-            .where(calls.c.session == session, calls.c.row_version == expected_row_version)
-            .values(**expressions)
-        )
-        if self.conn.execute(query, params).rowcount != 1:
+        if self.conn.execute(_UPDATE_CALL, params).rowcount != 1:
             actual = self.conn.execute(
                 sa.select(calls.c.row_version).where(calls.c.session == session)
             ).scalar_one_or_none()
@@ -438,25 +515,73 @@ class Transaction:
         session: str | None = None,
         step: int | None = None,
         received_at: datetime | None = None,
+        outcome: str | None = None,
+        reason: str | None = None,
+        response: Any = None,
+        duration_ms: float | None = None,
     ) -> int:
         """Store a request as received; returns its id. Credentials are removed from ``headers``
-        (``scrub_headers``); ``body`` is kept byte for byte (a ``str`` is stored UTF-8 encoded)."""
+        (``scrub_headers``); ``body`` is kept byte for byte (a ``str`` is stored UTF-8 encoded).
+        With ``outcome`` (and ``reason``, ``response``, ``duration_ms``) the request is stored
+        already finished: one statement for a request refused before any processing."""
         self._require_write()
-        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-        result = self.conn.execute(
-            sa.insert(notifications),
-            {
-                "received_at": received_at or self.now(),
-                "session": _clip(session, SESSION_LEN),
-                "route": _clip(route, 255) or "",
-                "method": _clip(method, 16) or "",
-                "query_string": query_string or "",
-                "headers": scrub_headers(headers),
-                "body": raw,
-                "step": step,
-            },
-        )
+        values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
+                                           received_at=received_at)
+        if outcome is not None:
+            values.update(outcome=_choose(outcome, NOTIFICATION_OUTCOMES, "outcome"), reason=reason,
+                          response=response, duration_ms=_ms(duration_ms))
+        result = self.conn.execute(sa.insert(notifications), values)
         return int(result.inserted_primary_key[0])
+
+    def record_claimed(
+        self,
+        dedupe_key: str,
+        route: str,
+        method: str,
+        query_string: str = "",
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        body: bytes | str = b"",
+        *,
+        session: str | None = None,
+        step: int | None = None,
+        received_at: datetime | None = None,
+    ) -> tuple[int, bool]:
+        """Store a request and claim its dedupe key, in one statement: ``(id, True)``. When the key
+        was already claimed (a redelivery) the request is still stored, without the key, and the
+        answer is ``(id, False)``. Like ``claim_notification``, the claim commits or rolls back
+        with the transaction, and on PostgreSQL a concurrent claim of the same key waits for the
+        first transaction."""
+        self._require_write()
+        values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
+                                           received_at=received_at)
+        query = _insert_or_nothing(self.conn.dialect.name, "notification")
+        found = self.conn.execute(query, {**values, "dedupe_key": dedupe_key}).scalar_one_or_none()
+        if found is not None:
+            return int(found), True
+        return int(self.conn.execute(sa.insert(notifications), values).inserted_primary_key[0]), False
+
+    def _notification_values(
+        self,
+        route: str,
+        method: str,
+        query_string: str,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+        body: bytes | str,
+        *,
+        session: str | None,
+        step: int | None,
+        received_at: datetime | None,
+    ) -> dict[str, Any]:
+        return {
+            "received_at": received_at or self.now(),
+            "session": _clip(session, SESSION_LEN),
+            "route": _clip(route, 255) or "",
+            "method": _clip(method, 16) or "",
+            "query_string": query_string or "",
+            "headers": scrub_headers(headers),
+            "body": body.encode("utf-8") if isinstance(body, str) else bytes(body),
+            "step": step,
+        }
 
     def finish_notification(
         self,
@@ -470,17 +595,15 @@ class Transaction:
     ) -> None:
         """Record how a notification was handled. ``session``/``step`` are kept when None."""
         self._require_write()
-        values: dict[str, Any] = {
+        self.conn.execute(_FINISH_NOTIFICATION, {
+            "notification_id": notification_id,
             "outcome": _choose(outcome, NOTIFICATION_OUTCOMES, "outcome"),
             "reason": reason,
             "response": response,
             "duration_ms": _ms(duration_ms),
-        }
-        if session is not None:
-            values["session"] = _clip(session, SESSION_LEN)
-        if step is not None:
-            values["step"] = step
-        self.conn.execute(sa.update(notifications).where(notifications.c.id == notification_id), values)
+            "session": _clip(session, SESSION_LEN),
+            "step": step,
+        })
 
     def claim_notification(self, dedupe_key: str, notification_id: int | None = None) -> bool:
         """Claim a dedupe key for this transaction; False when it was already claimed (a redelivery).
@@ -555,7 +678,7 @@ class Transaction:
         if leaked:
             raise ValueError(f"block parameters must not contain {', '.join(sorted(leaked))}")
         now = self.now()
-        query = self._insert(blocks).on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id)
+        query = _insert_or_nothing(self.conn.dialect.name, "block")
         block_id = self.conn.execute(query, {
             "session": session,
             "step": step,
@@ -599,31 +722,28 @@ class Transaction:
         if status is None:
             raise ValueError("mark_block needs a status")
         _choose(status, BLOCK_STATUSES, "block status")
-        if block_id is not None:
-            where = [blocks.c.id == block_id]
-        elif session is not None and step is not None:
-            where = [blocks.c.session == session, blocks.c.step == step]
-        else:
+        if block_id is None and (session is None or step is None):
             raise ValueError("mark_block needs block_id, or session and step")
-        if from_status is not None:
-            where.append(blocks.c.status.in_(list(from_status)))
         now = self.now()
-        values: dict[str, Any] = {"status": status, "updated_at": now}
-        if status in ("sent", "failed", "unknown"):
-            values["sent_at"] = now
-        details = {
+        params: dict[str, Any] = {
+            "block_id": block_id,
+            "key": session,
+            "block_step": step,
+            "status": status,
+            "updated_at": now,
+            "sent_at": now if status in ("sent", "failed", "unknown") else None,
             "http_status": http_status,
             "provider_status": _clip(provider_status, 64),
             "response": response,
             "duration_ms": _ms(duration_ms),
             "error": error,
             "attempts": attempts,
+            "add_attempt": 1 if status == "sending" else 0,
         }
-        values.update({k: v for k, v in details.items() if v is not None})
-        if attempts is None and status == "sending":
-            values["attempts"] = blocks.c.attempts + 1
-        expressions, params = _split_values(values)
-        return self.conn.execute(sa.update(blocks).where(*where).values(**expressions), params).rowcount == 1
+        if from_status is not None:
+            params["from_status"] = list(from_status)
+        statement = _MARK_BLOCK[(block_id is not None, from_status is not None)]
+        return self.conn.execute(statement, params).rowcount == 1
 
     def get_block(self, block_id: int) -> BlockRow | None:
         found = self.conn.execute(sa.select(blocks).where(blocks.c.id == block_id)).mappings().first()

@@ -46,6 +46,7 @@ _E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 _ROOM_DEST_RE = re.compile(r"room:[A-Za-z0-9._]{0,32}")
 _STATUS_WORD_RE = re.compile(r"[A-Za-z_]{1,32}")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SPACE_RE = re.compile(r"\s")
 _UNSIGNED_RE = re.compile(r"[0-9]{1,9}")
 
 
@@ -187,7 +188,7 @@ def _http_url(fields: _Fields, name: str) -> str | None:
 
 
 def _is_http_url(value: str) -> bool:
-    if any(c.isspace() for c in value) or _CONTROL_RE.search(value):
+    if _SPACE_RE.search(value) or _CONTROL_RE.search(value):
         return False
     try:
         parts = urlsplit(value)
