@@ -10,8 +10,8 @@ then once more for every block during which the caller can hang up (``hangup_aft
 call must be ``ended`` in the database, nothing may be sent after the hang-up, and the fake must not
 have refused a single request.
 
-Outbound flows (booking_confirmation, two_factor_voice: their start node is a ``dial``) are walked
-in test_e2e_outbound.py, placed through ``POST /api/calls``.
+Outbound flows (booking_confirmation, two_factor_voice, click_to_call, conference_outgoing: their
+start node is a ``dial``) are walked in test_e2e_outbound.py, placed through ``POST /api/calls``.
 """
 
 from __future__ import annotations
@@ -401,7 +401,9 @@ def test_outbound_flows_are_refused_on_the_answer_url(
     fake_hoiio: FakeHoiio, sqlite_server: Server, sqlite_db: Database
 ) -> None:
     """An incoming call cannot start a flow whose start node is a dial: 400, nothing sent."""
-    for flow in ("booking_confirmation", "two_factor_voice"):
+    outbound = sorted(name for name, flow in example_flows().items() if flow["nodes"][flow["start"]]["type"] == "dial")
+    assert outbound == ["booking_confirmation", "click_to_call", "conference_outgoing", "two_factor_voice"]
+    for flow in outbound:
         fields = {"ivr_block": "answer", "call_state": "ringing", "session": f"S-out-{flow}",
                   "txn_ref": f"AA-out-{flow}", "from": CALLER, "to": ACME_MAIN}
         body, headers = signed(fields)

@@ -55,6 +55,7 @@ def test_the_readme_curl_lines_work(readme_world):
     w = readme_world
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "IVR": w.url, "IVR_API_TOKEN": API_TOKEN}
     answers: list[tuple[str, object]] = []
+    sessions: dict[str, str] = {}  # outbound flow -> the session its POST /api/calls answered with
     for command in readme_commands():
         command = command.replace(README_FAKE_HOIIO, w.hoiio.root_url)
         done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
@@ -64,7 +65,7 @@ def test_the_readme_curl_lines_work(readme_world):
         answers.append((command, out))
         posted = "-X POST" in command
         if posted and "/api/calls" in command:
-            env["SESSION"] = out["session"]
+            env["SESSION"] = sessions[out["flow"]] = out["session"]
         if posted and "/api/callbacks" in command:
             env["TXN"] = out["txn_ref"]
         if posted and "participants" in out:
@@ -75,13 +76,29 @@ def test_the_readme_curl_lines_work(readme_world):
     assert len(answers) == len(readme_commands())
 
     # booking confirmation: the customer pressed 1; the report failed (no bookings service here)
-    call = w.db.get_call(env["SESSION"])
+    assert sorted(sessions) == ["booking_confirmation", "click_to_call", "conference_outgoing"]
+    call = w.db.get_call(sessions["booking_confirmation"])
     assert call.status == "ended" and call.call_state().vars["decision"] == "confirmed"
     assert call.node == "goodbye_confirmed"
     hoiio_session = call.call_state().call["session"]
     assert w.hoiio.sessions[hoiio_session].block_names == ("play", "gather", "hangup")
     shown = dict(answers)[next(c for c, _ in answers if "$SESSION" in c)]
     assert shown["kind"] == "flow" and shown["flow"]["notifications"][0]["dial_status"] == "answered"
+    assert shown["session"] == sessions["booking_confirmation"]
+    # click-to-call flow: the agent pressed 1 and was connected to the visitor
+    call = w.db.get_call(sessions["click_to_call"])
+    assert (call.status, call.outcome, call.node) == ("ended", "transferred", "call_visitor")
+    agent = w.hoiio.sessions[call.call_state().call["session"]]
+    assert agent.block_names == ("play", "gather", "transfer")
+    assert agent.blocks[-1].params["dest"] == "+6591234567"
+    # outgoing conference flow: the participants were dialled into the organiser's room
+    call = w.db.get_call(sessions["conference_outgoing"])
+    assert (call.status, call.outcome, call.node) == ("ended", "transferred", "join_room")
+    organiser = w.hoiio.sessions[call.call_state().call["session"]]
+    assert organiser.block_names == ("play", "transfer")
+    assert organiser.blocks[-1].params["dest"] == "room:meeting.M42"
+    [dialled] = [r for r in w.hoiio.log if r.endpoint == "conference/call" and r.params["room"] == "meeting.M42"]
+    assert dialled.params["dest"] == "+6598000001,+6598000002,+6598000003"
     # click-to-call: Hoiio's status came with the refresh
     refreshed = next(out for c, out in answers if "refresh=1" in c)
     assert refreshed["hoiio"]["call_status_dest2"] == "answered"

@@ -16,7 +16,8 @@ FLOWS = sorted((ROOT / "flows").glob("*.yaml"))
 
 def test_the_examples_are_there() -> None:
     assert {p.stem for p in FLOWS} >= {"auto_attendant", "conference_incoming", "booking_confirmation",
-                                       "two_factor_voice", "small_business"}
+                                       "two_factor_voice", "small_business", "click_to_call",
+                                       "conference_outgoing"}
 
 
 def test_every_example_checks_without_errors_or_warnings() -> None:
@@ -90,6 +91,53 @@ def test_two_factor_voice_reads_the_code_digit_by_digit() -> None:
     assert isinstance(spoken, f.Say)
     text = spoken.text.render({"code": "482913", "service": "Acme Bank"})
     assert "4, 8, 2, 9, 1, 3" in text
+
+
+def test_click_to_call_asks_the_agent_before_ringing_the_visitor() -> None:
+    flow = load("click_to_call")
+    assert flow.outbound
+    dial = flow.nodes[flow.start]
+    assert isinstance(dial, f.Dial)
+    inputs = load_document((ROOT / "flows" / "click_to_call.yaml").read_bytes(), "x").data["inputs"]
+    assert {"visitor_number", "visitor_name"} <= set(inputs)
+    whisper = flow.nodes[dial.answered]
+    assert isinstance(whisper, f.Play)
+    spoken = whisper.prompt[0]
+    assert isinstance(spoken, f.Say)
+    assert spoken.text.render({"visitor_name": "Tan Wei Ming"}) == "Call from the website: Tan Wei Ming."
+    menu = flow.nodes[whisper.next]
+    assert isinstance(menu, f.Menu) and set(menu.options) == {"1", "2"}
+    visitor = flow.nodes[menu.options["1"]]
+    assert isinstance(visitor, f.Transfer)
+    assert visitor.to.render({"visitor_number": "+6591234567"}) == "+6591234567"
+    assert visitor.on_failure == "continue" and visitor.failed
+    assert not isinstance(flow.nodes[menu.options["2"]], f.Transfer)
+    for result in ("unanswered", "busy", "failed"):
+        assert isinstance(flow.nodes[dial.exits()[result]], f.Http)
+
+
+def test_conference_outgoing_puts_the_organiser_into_the_participants_room() -> None:
+    flow = load("conference_outgoing")
+    assert flow.outbound
+    dial = flow.nodes[flow.start]
+    assert isinstance(dial, f.Dial)
+    announce = flow.nodes[dial.answered]
+    assert isinstance(announce, f.Play)
+    conference = flow.nodes[announce.next]
+    assert isinstance(conference, f.Conference)
+    assert 1 <= len(conference.numbers) <= 8
+    assert conference.failed and isinstance(flow.nodes[conference.failed], f.Hangup)
+    join = flow.nodes[conference.next]
+    assert isinstance(join, f.Transfer)
+    meeting = {"meeting_id": "M42"}
+    assert join.to.render(meeting) == f"room:{conference.room.render(meeting)}"
+    assert join.room_profile in ("music", "ringing")
+    assert join.on_failure == "continue" and join.failed
+    inputs = load_document((ROOT / "flows" / "conference_outgoing.yaml").read_bytes(), "x").data["inputs"]
+    for number in conference.numbers:  # each participant's number is given when the call is placed
+        assert number.variables() and number.variables() <= set(inputs)
+    for result in ("unanswered", "busy", "failed"):
+        assert isinstance(flow.nodes[dial.exits()[result]], f.Http)
 
 
 def test_small_business() -> None:
