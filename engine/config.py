@@ -110,7 +110,7 @@ class Settings:
         values["secret"] = get("IVR_SECRET") or ""
         max_body = get("IVR_MAX_BODY_BYTES")
         if max_body is not None:
-            if not max_body.isdigit() or int(max_body) < 1024:
+            if not (max_body.isascii() and max_body.isdigit()) or int(max_body) < 1024:
                 raise ConfigError(f"IVR_MAX_BODY_BYTES must be a number of bytes >= 1024 (got {max_body!r})")
             values["max_body_bytes"] = int(max_body)
         values["api_token"] = get("IVR_API_TOKEN")
@@ -134,7 +134,7 @@ class Settings:
             values["hoiio_allow_nets"] = tuple(parsed)
         hops = get("IVR_PROXY_HOPS")
         if hops is not None:
-            if not hops.isdigit() or int(hops) > 5:
+            if not (hops.isascii() and hops.isdigit()) or int(hops) > 5:
                 raise ConfigError(f"IVR_PROXY_HOPS must be the number of proxies in front, 0-5 (got {hops!r})")
             values["proxy_hops"] = int(hops)
         after = get("IVR_RECOVERY_AFTER")

@@ -724,7 +724,7 @@ class Outbound:
         # Authenticity first: nothing about an unsigned request is worth parsing.
         kind = _single(query, "kind") or ""
         raw_ref = _single(query, "ref") or ""
-        ref = int(raw_ref) if raw_ref.isdigit() and len(raw_ref) <= 12 else -1
+        ref = int(raw_ref) if raw_ref.isascii() and raw_ref.isdigit() and len(raw_ref) <= 12 else -1
         if not verify_step(self.settings.step_secret, f"events:{kind}", ref, _ascii(_single(query, "sig"))):
             raise ApiError(403, "refused", "this events URL (kind, ref, sig) is not one this server signed")
         if kind not in _EVENT_KINDS:

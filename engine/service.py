@@ -165,6 +165,16 @@ class _Pending:
             raise
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """The interpreter's step for one notification, and the state to store (None: unchanged)."""
+
+    flow: Flow
+    result: interpreter.Step
+    new_state: dict[str, Any] | None
+    row_version: int  # of the row it was decided from
+
+
 @dataclass
 class Dispatch:
     """Blocks actually sent while handling one request (for the JSON answer)."""
@@ -357,7 +367,7 @@ class CallService:
         raw = req.query.get("step")
         if raw is None:
             return None, session
-        if len(raw) != 1 or not raw[0].isdigit() or len(raw[0]) > 9:
+        if len(raw) != 1 or not (raw[0].isascii() and raw[0].isdigit()) or len(raw[0]) > 9:
             raise Rejected(400, "invalid", "step must be one whole number")
         key = (req.query.get("ref") or [session])[0]
         step = int(raw[0])
@@ -383,17 +393,17 @@ class CallService:
         if event.call_state == "ended":
             raise Rejected(404, "stale", "the call ended before it was answered", event.session)
         dedupe = make_dedupe_key(event.session, 0, req.body.decode("latin-1"))
+        call = {k: v for k, v in (("from", event.caller), ("to", event.called), ("txn_ref", event.txn_ref)) if v}
+        result = interpreter.start(flow, session=event.session, call=call, now=self.now())
+        state = result.state.to_dict()
         with self._main_transaction(pending) as tx:
             if not self._store_request(tx, pending, dedupe, event.session, 0):
                 return self._done_in(tx, pending, self._ignored(event.session, None, "duplicate",
                                                                 "this notification was already handled"))
-            call = {k: v for k, v in (("from", event.caller), ("to", event.called), ("txn_ref", event.txn_ref))
-                    if v}
-            result = interpreter.start(flow, session=event.session, call=call, now=self.now())
             try:
                 tx.insert_call(
                     session=event.session, flow=flow.name, flow_version=flow.version, direction="inbound",
-                    state=result.state.to_dict(), node=result.state.node, step=result.state.step,
+                    state=state, node=result.state.node, step=result.state.step,
                     status=result.state.status, caller=event.caller, called=event.called, dest=None,
                     txn_ref=event.txn_ref,
                 )
@@ -408,6 +418,13 @@ class CallService:
     # ------------------------------------------------------------------ later steps
     def _advance(self, key: str, event: Any, *, dedupe: str | None, pending: _Pending) -> Outcome:
         step = getattr(event, "step", None)
+        early: _Decision | None = None
+        if self.db.writers is not None:
+            # SQLite has one writer at a time: decide from a snapshot before taking the turn, so the
+            # turn is held for the writes only. Used if the row is still that version once locked.
+            row = self.db.get_call(key)
+            if row is not None:
+                early = self._decide(key, row, event)
         with self._main_transaction(pending) as tx:
             if not self._store_request(tx, pending, dedupe, key, step):
                 return self._done_in(tx, pending, self._ignored(key, step, "duplicate",
@@ -416,20 +433,12 @@ class CallService:
             if row is None:
                 raise Rejected(404, "invalid", "unknown session: no call with this session was started here",
                                key)
-            flow = self._flow_for(row.flow, row.flow_version)
-            state = CallState.from_dict(row.state)
-            if isinstance(event, Notification) and not state.call.get("session") and event.session != key:
-                # outbound: the dial's notification may overtake the dial request's own answer
-                state = state.evolve(call={**state.call, "session": event.session})
-            result = interpreter.step(flow, state, event, now=self.now())
-            if (result.outcome == "ignored: call already ended" and isinstance(event, Notification)
-                    and event.billing is not None and not state.billing):
-                # Hoiio's last word on a call we already consider over: keep its billing.
-                billing = {k: v for k, v in vars(event.billing).items() if v is not None}
-                result = dataclasses.replace(result, state=state.evolve(billing=billing))
-            if result.state != state or result.state.to_dict() != row.state:
+            decision = early if early is not None and early.row_version == row.row_version else None
+            decision = decision or self._decide(key, row, event)
+            flow, result = decision.flow, decision.result
+            if decision.new_state is not None:
                 tx.update_call(
-                    key, state=result.state.to_dict(), node=result.state.node, step=result.state.step,
+                    key, state=decision.new_state, node=result.state.node, step=result.state.step,
                     status=result.state.status, outcome=result.state.outcome,
                     billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
                 )
@@ -439,6 +448,27 @@ class CallService:
             if not result.actions:
                 return self._done_in(tx, pending, self._after_commit(flow, key, result))
         return self._after_commit(flow, key, result, pending)
+
+    def _decide(self, key: str, row: Any, event: Any) -> _Decision:
+        """What the interpreter makes of ``event`` for the call stored as ``row`` (pure: no writes)."""
+        flow = self._flow_for(row.flow, row.flow_version)
+        state = CallState.from_dict(row.state)
+        if isinstance(event, Notification) and not state.call.get("session") and event.session != key:
+            # outbound: the dial's notification may overtake the dial request's own answer
+            state = state.evolve(call={**state.call, "session": event.session})
+        result = interpreter.step(flow, state, event, now=self.now())
+        if (result.outcome == "ignored: call already ended" and isinstance(event, Notification)
+                and event.billing is not None and not state.billing):
+            # Hoiio's last word on a call we already consider over: keep its billing.
+            billing = {k: v for k, v in vars(event.billing).items() if v is not None}
+            result = dataclasses.replace(result, state=state.evolve(billing=billing))
+        new_state = None
+        if result.state != state:
+            new_state = result.state.to_dict()
+        else:
+            as_dict = result.state.to_dict()
+            new_state = as_dict if as_dict != row.state else None
+        return _Decision(flow=flow, result=result, new_state=new_state, row_version=row.row_version)
 
     def _ignored(self, session: str, step: int | None, record: str, reason: str) -> Outcome:
         return Outcome(200, {"status": "ignored", "session": session, "reason": reason, "blocks": []},
@@ -546,7 +576,8 @@ class CallService:
         given = dict(params)
         request: dict[str, Any] = {"number": given.pop("destination", None), **given, "origin": "flow",
                                    "node": action.node}  # fmt: skip
-        if "wait_for_pickup" in request and request["wait_for_pickup"].isdigit():
+        wait = request.get("wait_for_pickup")
+        if isinstance(wait, str) and wait.isascii() and wait.isdigit():
             request["wait_for_pickup"] = int(request["wait_for_pickup"])
         kind = "voipnow/invite" if api == "conferenceInvite" else action.api
         client = self.voipnow

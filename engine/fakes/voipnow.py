@@ -419,7 +419,7 @@ class FakeVoipNow:
 def _positive(raw: str | None, code: str, name: str) -> int | None:
     if raw is None:
         return None
-    if not raw.isdigit() or not 0 < int(raw) < _INT_RE_MAX:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < _INT_RE_MAX:
         raise _Refused(400, code, f"{name} must be a number higher than 0")
     return int(raw)
 

@@ -465,7 +465,8 @@ def _timeline_view(service: Any, row: Any, entries: list[Any]) -> list[dict[str,
         if entry.kind == "notification":
             fields = _fields(item.body)
             query = dict(parse_qsl(item.query_string or ""))
-            answered = int(query["step"]) if query.get("step", "").isdigit() else None
+            raw_step = query.get("step", "")
+            answered = int(raw_step) if raw_step.isascii() and raw_step.isdigit() else None
             details = []
             if fields.get("from") or fields.get("to"):
                 details.append(("from", mask_number(fields.get("from")) or "-"))

@@ -15,13 +15,16 @@ from engine.core import interpreter
 
 
 class Commits:
+    """Counts committed write transactions (read-only ones, ``db.reading()``, are not counted)."""
+
     def __init__(self, engine: sa.Engine) -> None:
         self.count = 0
         self._engine = engine
         sa.event.listen(engine, "commit", self._on_commit)
 
-    def _on_commit(self, _conn) -> None:
-        self.count += 1
+    def _on_commit(self, conn) -> None:
+        if conn.get_execution_options().get("ivr_write", True):
+            self.count += 1
 
     def close(self) -> None:
         sa.event.remove(self._engine, "commit", self._on_commit)
@@ -112,3 +115,16 @@ def test_a_notification_whose_transaction_fails_is_still_stored(harness, commits
     monkeypatch.undo()
     retried = harness.reply("W5", "play", url=url)  # the same notification again now goes through
     assert retried.status_code == 200 and retried.get_json()["blocks"]
+
+
+def test_a_decision_taken_on_a_snapshot_that_went_stale_is_taken_again_under_the_lock(harness, monkeypatch):
+    """On SQLite the interpreter runs on a snapshot read before the write turn; if the call changed
+    in between, the snapshot's decision is dropped and the step is decided again on the locked row."""
+    harness.answer("W6")
+    stale = harness.db.get_call("W6")
+    harness.reply("W6", "play")  # the call moves on to the menu (gather)
+    real_get_call = harness.db.get_call
+    monkeypatch.setattr(harness.db, "get_call", lambda session: stale if session == "W6" else real_get_call(session))
+    response = harness.reply("W6", "gather", digits="1")
+    assert response.status_code == 200 and response.get_json()["status"] == "ok"
+    assert harness.hoiio.last()[1]["msg"] == "Enter your four digit PIN."

@@ -289,3 +289,14 @@ def test_non_ascii_signature_is_refused_not_a_crash(harness):
     body = b"ivr_block=answer&session=S25&call_state=ringing&to=%2B6560000001"
     r = harness.post("/hoiio/answer", {}, raw=body, sign=False, headers={"X-Hoiio-Signature": "é" * 64})
     assert r.status_code == 403
+
+
+def test_a_step_or_ref_written_in_non_ascii_digits_is_a_clear_400_not_a_crash(harness):
+    harness.answer("S90")
+    fields = {"ivr_block": "play", "session": "S90", "txn_ref": "AA-S90", "call_state": "ongoing"}
+    for step in ("²", "٣", "１"):  # str.isdigit() says yes to each; int() refuses the first
+        response = harness.post("/hoiio/notify", fields, query=f"step={step}&sig=x")
+        assert response.status_code == 400 and "step must be one whole number" in response.get_json()["error"]
+    for ref in ("²", "٣"):
+        response = harness.post("/hoiio/events", {"txn_ref": "T1"}, query=f"kind=voice&ref={ref}&sig=x")
+        assert response.status_code == 403  # not a URL this server signed; before, '²' was a 500

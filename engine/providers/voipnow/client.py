@@ -110,7 +110,7 @@ class VoipNowClient:
                 raise wire.InviteError(name, "is required")
         if api == "conferenceInvite":
             wait = given.get("wait_for_pickup")
-            if wait is not None and not wait.isdigit():
+            if wait is not None and not (wait.isascii() and wait.isdigit()):
                 raise wire.InviteError("wait_for_pickup", "must be a whole number of seconds")
             return self.invite(
                 given["destination"], conference_number=given.get("conference_number"), pin=given.get("pin"),
