@@ -253,7 +253,9 @@ class Dial(Node):
 class Conference(Node):
     """Dial more people into a conference room (Hoiio conference/call); the flow continues at once."""
 
-    numbers: tuple[Template, ...]  # up to 8
+    #: a tuple: one number per item (up to 8); one Template: its text lists the numbers, separated
+    #: by commas and/or whitespace (``"{{ participants }}"``), split when the call reaches the node
+    numbers: tuple[Template, ...] | Template
     room: Template  # room id, may use variables (e.g. the room the caller was sent to)
     caller_id: str | None
     next: str

@@ -26,7 +26,9 @@ exit of its own, more than ``MAX_ENGINE_TRANSITIONS`` engine transitions in one 
 handler: the first failure of a call goes to the flow's ``on_error`` node; later ones (or any, in a
 flow without ``on_error``) hang up with ``DEFAULT_APOLOGY``; if even that fails the call is hung up
 with ``force=enabled`` and then given up. A caller on hold is first taken off hold (an ``unhold``
-block), because Hoiio accepts nothing else while holding.
+block), because Hoiio accepts nothing else while holding. A ``conference`` whose numbers Hoiio would
+refuse (not 1 to 8 different E.164 numbers once rendered, usually because of values given with the
+call) takes its ``failed`` exit, as when Hoiio refuses them; without that exit it is a failure too.
 
 A call is *live* while blocks can be sent to it: an incoming call from the start, an outbound call
 once the callee answered. When an outbound dial ends unanswered, busy or failed, the matching exit is
@@ -86,16 +88,19 @@ from engine.core.flow import (
     Retry,
     Say,
     Set,
+    Template,
     Transfer,
     Unhold,
     VoipNowInvite,
 )
 from engine.core.prompts import (
     PromptProblem,
+    conference_numbers_problem,
     is_phone_number,
     is_room_id,
     is_transfer_destination,
     render_prompt,
+    split_numbers,
 )
 from engine.core.state import ENDED, CallState
 
@@ -647,15 +652,29 @@ def _enter_http(run: _Run, node: Http) -> str | None:
     return None
 
 
+def _conference_numbers(numbers: tuple[Template, ...] | Template, context: Mapping[str, Any]) -> list[str]:
+    """The numbers a conference node dials: one per item of a list (each item stripped, never
+    split), or the items of one text separated by commas and/or whitespace (empty ones dropped).
+    Not checked: see ``conference_numbers_problem``."""
+    if isinstance(numbers, tuple):
+        return [number.render(context).strip() for number in numbers]
+    return split_numbers(numbers.render(context))
+
+
 def _enter_conference(run: _Run, node: Conference) -> str | None:
     context = run.context()
-    numbers = [number.render(context).strip() for number in node.numbers]
-    for number in numbers:
-        if not is_phone_number(number):
-            raise FlowFailure(f"cannot dial {number!r} into a conference: expected + and 8-15 digits")
+    numbers = _conference_numbers(node.numbers, context)
     room = node.room.render(context).strip().removeprefix("room:")
     if not is_room_id(room):
         raise FlowFailure(f"{room!r} is not a conference room id (up to 32 of A-Z a-z 0-9 . _)")
+    problem = conference_numbers_problem(numbers)
+    if problem is not None:
+        # numbers Hoiio would refuse (usually given with the call): as if it had refused them
+        reason = f"cannot dial into a conference: {problem}"
+        if node.failed is None:
+            raise FlowFailure(f"{reason}, and the node has no failed exit")
+        run.note(f"{node.id}: {reason}; nobody was dialled")
+        return "failed"
     params = (
         ("dest", ",".join(numbers)),
         *_optional("room", room),

@@ -1,4 +1,5 @@
-"""Prompts to Hoiio ``msg`` markup, and the address checks that go with blocks.
+"""Prompts to Hoiio ``msg`` markup, and the address checks that go with blocks (phone numbers,
+rooms, the numbers a conference dials).
 
 A prompt is a tuple of parts: ``Say`` becomes plain text, wrapped in ``<speech language=".."
 gender="..">`` only when a language or gender is set (on the part, else on the flow's voice), and
@@ -10,7 +11,7 @@ ours. Standard library only.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.core.flow import Audio, Prompt, Say, Voice
@@ -22,6 +23,10 @@ E164 = re.compile(r"\+[0-9]{8,15}")
 ROOM_DEST = re.compile(r"room:[A-Za-z0-9._]{0,32}")
 ROOM_ID = re.compile(r"[A-Za-z0-9._]{0,32}")
 AUDIO_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+#: conference/call dials at most 8 numbers per request, and a room holds at most 8 people.
+CONFERENCE_MAX_NUMBERS = 8
+#: what separates the numbers in a text that lists several (``"+6561000001, +6561000002"``)
+NUMBER_SEPARATORS = re.compile(r"[\s,]+")
 
 
 class PromptProblem(Exception):
@@ -85,3 +90,27 @@ def is_transfer_destination(value: str) -> bool:
 
 def is_room_id(value: str) -> bool:
     return ROOM_ID.fullmatch(value) is not None
+
+
+def split_numbers(text: str) -> list[str]:
+    """The items of a text listing phone numbers separated by commas and/or whitespace, in order;
+    empty items (``"a,,b"``, a trailing comma) are left out. Nothing is checked here."""
+    return [item for item in NUMBER_SEPARATORS.split(text) if item]
+
+
+def conference_numbers_problem(numbers: Sequence[str]) -> str | None:
+    """Why Hoiio's conference/call would refuse to dial ``numbers``, or None: it takes 1 to 8
+    different phone numbers in E.164 (``+`` and 8 to 15 digits)."""
+    if not numbers:
+        return "no numbers to dial (1 to 8 are needed)"
+    for number in numbers:
+        if not is_phone_number(number):
+            return f"{number!r} is not a phone number: expected + and 8-15 digits"
+    if len(numbers) > CONFERENCE_MAX_NUMBERS:
+        return f"{len(numbers)} numbers, but Hoiio dials at most {CONFERENCE_MAX_NUMBERS} into a room"
+    seen: set[str] = set()
+    for number in numbers:
+        if number in seen:
+            return f"{number!r} is listed twice"
+        seen.add(number)
+    return None

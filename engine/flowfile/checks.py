@@ -44,7 +44,7 @@ from engine.core.flow import (
     Unhold,
     VoipNowInvite,
 )
-from engine.core.prompts import speech
+from engine.core.prompts import speech, split_numbers
 from engine.flowfile import limits
 from engine.flowfile.compiler import (
     ENGINE_KINDS,
@@ -491,18 +491,57 @@ def _check_transfer(node: Node, report: _Report) -> None:
 
 
 def _check_conference(node: Node, report: _Report) -> None:
+    """Fixed numbers must be what conference/call accepts: 1 to 8 different phone numbers (a list
+    holds one per item, a text lists them separated by commas and/or spaces). Numbers with
+    variables are checked when the call reaches the node (bad ones take the failed exit)."""
     assert isinstance(node, Conference)
-    for index, number in enumerate(node.numbers):
-        value = _constant(number)
-        if value is not None and not limits.is_phone(value):
-            report.error(report.at(node, "numbers", index), f"'{value}' in {name(node)} is not a phone number "
-                         f"in international format; write it in quotes like \"{limits.PHONE_EXAMPLE}\"",
-                         "phone-number", node.id)
+    if isinstance(node.numbers, tuple):
+        seen: set[str] = set()
+        for index, number in enumerate(node.numbers):
+            value = _constant(number)
+            if value is None:
+                continue
+            pos = report.at(node, "numbers", index)
+            if not limits.is_phone(value):
+                several = len(split_numbers(value)) > 1
+                hint = (" (a list item holds one number; to list several in one text, write numbers: "
+                        "\"+6561234567, +6561234568\" without [ ])" if several else "")
+                report.error(pos, f"'{value}' in {name(node)} is not a phone number in international format; "
+                             f"write it in quotes like \"{limits.PHONE_EXAMPLE}\"{hint}", "phone-number", node.id)
+            elif value in seen:
+                report.error(pos, f"'numbers' in {name(node)} lists {value} twice; Hoiio dials each number "
+                             "once", "duplicate-value", node.id)
+            seen.add(value)
+    else:
+        text = _constant(node.numbers)
+        if text is not None:
+            _check_numbers_text(node, split_numbers(text), report)
     room = _constant(node.room)
     if room is not None and not limits.is_room_id(room):
         hint = " (write it without 'room:')" if room.startswith(limits.ROOM_PREFIX) else ""
         report.error(report.at(node, "room"), f"room ID '{room}' in {name(node)} may use only letters, digits, "
                      f"'.' and '_', up to 32 characters{hint}", "room-id", node.id)
+
+
+def _check_numbers_text(node: Conference, numbers: list[str], report: _Report) -> None:
+    pos = report.at(node, "numbers")
+    label = f"'numbers' in {name(node)}"
+    bad = next((number for number in numbers if not limits.is_phone(number)), None)
+    if not numbers:
+        report.error(pos, f"{label} lists no phone numbers; give 1 to {limits.CONFERENCE_MAX_NUMBERS}, separated "
+                     f"by commas (\"{limits.PHONE_EXAMPLE}, +6561234568\")", "empty-value", node.id)
+    elif bad is not None:
+        report.error(pos, f"{label} lists '{bad}', which is not a phone number in international format; write "
+                     f"each number like {limits.PHONE_EXAMPLE} (a + then 8 to 15 digits, no spaces), separated by "
+                     "commas", "phone-number", node.id)
+    elif len(numbers) > limits.CONFERENCE_MAX_NUMBERS:
+        report.error(pos, f"{label} lists {len(numbers)} phone numbers; Hoiio dials at most "
+                     f"{limits.CONFERENCE_MAX_NUMBERS} into a room", "too-many", node.id)
+    else:
+        twice = next((number for index, number in enumerate(numbers) if number in numbers[:index]), None)
+        if twice is not None:
+            report.error(pos, f"{label} lists {twice} twice; Hoiio dials each number once", "duplicate-value",
+                         node.id)
 
 
 def _check_voipnow_invite(node: Node, report: _Report) -> None:

@@ -486,9 +486,14 @@ def _dial(r: _NodeReader) -> Node:
 
 
 def _conference(r: _NodeReader) -> Node:
+    # a list: one number per item; one text: the numbers it lists, split when the call gets there
     r._check("numbers")
-    numbers = tuple(r.c.template(_text(number), (*r.path, "numbers", index), r.id)
-                    for index, number in enumerate(r.data["numbers"]))
+    numbers: Any = r.data["numbers"]
+    if isinstance(numbers, list):
+        numbers = tuple(r.c.template(_text(number), (*r.path, "numbers", index), r.id)
+                        for index, number in enumerate(numbers))
+    else:
+        numbers = r.template("numbers")
     return Conference(**r.common(), numbers=numbers, room=r.template("room"), caller_id=r.get("caller_id"),
                       next=r.target("next"), failed=r.target("failed"))
 

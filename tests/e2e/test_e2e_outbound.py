@@ -226,9 +226,10 @@ def place(walk: Walk, fake: FakeHoiio, server: Server, db: Database, web_service
         variables = {"visitor_number": next_number(), "visitor_name": "Tan Wei Ming", "request_id": walk.ref,
                      "api": api}
     else:
-        variables = {"organiser_name": "Lim", "meeting_id": walk.ref, "participant_1": next_number(),
-                     "participant_2": next_number(), "participant_3": next_number(), "api": api}
-    participants = ",".join(variables[f"participant_{i}"] for i in (1, 2, 3)) if walk.flow == CONF else None
+        variables = {"organiser_name": "Lim", "meeting_id": walk.ref,
+                     "participants": ", ".join(next_number() for _ in range(3)), "api": api}
+    # conference/call's dest: the same numbers, joined by commas alone
+    participants = variables["participants"].replace(", ", ",") if walk.flow == CONF else None
     before = len(web_service.snapshot())
     response = server.post("/api/calls", json={"flow": walk.flow, "to": to, "vars": variables},
                            headers={"Authorization": f"Bearer {API_TOKEN}"})

@@ -106,10 +106,12 @@ def dial(id: str = "call", answered: str = "greet", **kw: Any) -> f.Dial:
     return f.Dial(id=id, answered=answered, **kw)
 
 
-def conference(id: str, numbers: list[str], room: str = "R1", next: str = "bye", **kw: Any) -> f.Conference:
+def conference(id: str, numbers: list[str] | str, room: str = "R1", next: str = "bye", **kw: Any) -> f.Conference:
+    """A list: one number per item; a text: the numbers it lists (``numbers: "{{ participants }}"``)."""
     kw.setdefault("caller_id", None)
     kw.setdefault("failed", None)
-    return f.Conference(id=id, numbers=tuple(t(n) for n in numbers), room=t(room), next=next, **kw)
+    listed = t(numbers) if isinstance(numbers, str) else tuple(t(n) for n in numbers)
+    return f.Conference(id=id, numbers=listed, room=t(room), next=next, **kw)
 
 
 def http(id: str, url: str = "https://api.example.com/x", next: str = "bye", failed: str = "bye", **kw: Any) -> f.Http:

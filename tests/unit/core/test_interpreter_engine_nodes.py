@@ -159,3 +159,92 @@ def test_conference_failure_without_failed_exit_goes_to_error_handler():
 def test_conference_bad_numbers_or_room_are_runtime_errors(numbers, room):
     s = begin(make_flow(conference("c", numbers, room=room)))
     assert s.trace == (("c", "error"),)
+
+
+# ---- conference numbers given as one text ------------------------------------------------------
+
+
+def _dest(s) -> str:
+    [side] = s.actions
+    assert side.api == "conference/call"
+    return dict(side.params)["dest"]
+
+
+@pytest.mark.parametrize(
+    ("people", "dest"),
+    [
+        ("+6561000001", "+6561000001"),
+        ("+6561000001, +6561000002", "+6561000001,+6561000002"),
+        ("+6561000001,+6561000002", "+6561000001,+6561000002"),
+        ("+6561000001 +6561000002\n+6561000003", "+6561000001,+6561000002,+6561000003"),
+        (" ,+6561000001,, +6561000002 ,\t", "+6561000001,+6561000002"),  # empty items are dropped
+        (", ".join(f"+656100000{i}" for i in range(1, 9)), ",".join(f"+656100000{i}" for i in range(1, 9))),
+    ],
+)
+def test_conference_numbers_from_one_text_are_split_at_commas_and_whitespace(people, dest):
+    flow = make_flow(conference("c", "{{ people }}", failed="oops"), play("oops"))
+    s = begin(flow, vars={"people": people})
+    assert _dest(s) == dest
+    assert s.state.waiting == "side"
+    assert f"c: conference/call {dest.count(',') + 1} number(s) into room 'R1' (step 1)" in s.log
+    assert feed(flow, s.state, side_result(s.state)).trace == (("c", "next"),)
+
+
+def test_conference_text_may_mix_fixed_numbers_and_variables():
+    s = begin(make_flow(conference("c", "+6561000001, {{ people }}")), vars={"people": "+6561000002 +6561000003"})
+    assert _dest(s) == "+6561000001,+6561000002,+6561000003"
+
+
+@pytest.mark.parametrize(
+    ("people", "why"),
+    [
+        ("", "no numbers to dial (1 to 8 are needed)"),
+        (" , ,", "no numbers to dial (1 to 8 are needed)"),
+        ("+6561000001, 61000002", "'61000002' is not a phone number: expected + and 8-15 digits"),
+        ("+6561000001; +6561000002", "'+6561000001;' is not a phone number: expected + and 8-15 digits"),
+        ("+65 6100 0001", "'+65' is not a phone number: expected + and 8-15 digits"),
+        (", ".join(f"+656100000{i}" for i in range(1, 10)), "9 numbers, but Hoiio dials at most 8 into a room"),
+        ("+6561000001, +6561000002, +6561000001", "'+6561000001' is listed twice"),
+    ],
+)
+def test_conference_numbers_hoiio_would_refuse_take_the_failed_exit(people, why):
+    flow = make_flow(conference("c", "{{ people }}", failed="oops"), play("oops"))
+    s = begin(flow, vars={"people": people})
+    assert s.trace == (("c", "failed"),)
+    assert s.state.path == (("c", "failed"),)
+    assert [(a.kind, a.node) for a in s.actions] == [("play", "oops")]  # no conference/call is made
+    assert f"c: cannot dial into a conference: {why}; nobody was dialled" in s.log
+    assert s.state.errors == 0
+
+
+def test_conference_numbers_hoiio_would_refuse_without_a_failed_exit_go_to_the_error_handler():
+    flow = make_flow(conference("c", "{{ people }}"), play("sorry"), on_error="sorry")
+    s = begin(flow, vars={"people": "+6561000001, 6561000002"})
+    assert s.trace == (("c", "error"),)
+    assert [(a.kind, a.node) for a in s.actions] == [("play", "sorry")]
+    assert ("c: error: cannot dial into a conference: '6561000002' is not a phone number: expected + and 8-15 "
+            "digits, and the node has no failed exit") in s.log
+    assert s.state.errors == 1
+
+
+@pytest.mark.parametrize(
+    ("numbers", "given", "why"),
+    [
+        (["+6561000001", "{{ people }}"], {"people": "+6561000002, +6561000003"},
+         "'+6561000002, +6561000003' is not a phone number"),  # a list item is never split
+        (["+6561000001", "{{ people | default('') }}"], {}, "'' is not a phone number"),
+        (["{{ people }}", "+6561000001"], {"people": " +6561000001 "}, "'+6561000001' is listed twice"),
+    ],
+)
+def test_conference_list_items_are_one_number_each(numbers, given, why):
+    flow = make_flow(conference("c", numbers, failed="oops"), play("oops"))
+    s = begin(flow, vars=given)
+    assert s.trace == (("c", "failed"),)
+    assert any(why in line for line in s.log), s.log
+
+
+def test_conference_room_and_template_errors_still_go_to_the_error_handler():
+    bad_room = make_flow(conference("c", "{{ people }}", room="bad room!", failed="oops"), play("oops"))
+    assert begin(bad_room, vars={"people": "+6561000001"}).trace == (("c", "error"),)
+    unset = make_flow(conference("c", "{{ nobody }}", failed="oops"), play("oops"))
+    assert begin(unset).trace == (("c", "error"),)

@@ -1,17 +1,22 @@
-"""Prompt parts to Hoiio msg markup, and destination checks."""
+"""Prompt parts to Hoiio msg markup, destination checks, and the numbers a conference dials."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.core.flow import Say, Voice
 from engine.core.prompts import (
+    CONFERENCE_MAX_NUMBERS,
     PromptProblem,
+    conference_numbers_problem,
     is_phone_number,
     is_room_id,
     is_transfer_destination,
     render_prompt,
     speech,
+    split_numbers,
 )
 from tests.unit.core.builders import audio, say, t
 
@@ -69,3 +74,49 @@ def test_destinations(value, phone, transfer):
 
 def test_room_ids():
     assert is_room_id("R1") and is_room_id("") and not is_room_id("R-1")
+
+
+# ---- the numbers a conference dials -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        ("", []),
+        (" , ,\n", []),
+        ("+6561000001", ["+6561000001"]),
+        ("+6561000001,+6561000002", ["+6561000001", "+6561000002"]),
+        ("+6561000001, +6561000002", ["+6561000001", "+6561000002"]),
+        ("\t+6561000001\n+6561000002 ,, +6561000003,", ["+6561000001", "+6561000002", "+6561000003"]),
+        ("+6561000001;+6561000002", ["+6561000001;+6561000002"]),  # only commas and whitespace separate
+    ],
+)
+def test_split_numbers_at_commas_and_whitespace(text, items):
+    assert split_numbers(text) == items
+
+
+_separator = st.text(alphabet=", \t\n", min_size=1, max_size=3)
+
+
+@given(st.lists(st.from_regex(r"\+[0-9]{8,15}", fullmatch=True), max_size=10), _separator, st.data())
+def test_split_numbers_gives_back_the_numbers_whatever_separates_them(numbers, first, data):
+    text = first
+    for number in numbers:
+        text += number + data.draw(_separator)
+    assert split_numbers(text) == numbers
+
+
+def test_conference_numbers_problem():
+    eight = [f"+656100000{i}" for i in range(1, 9)]
+    assert CONFERENCE_MAX_NUMBERS == 8
+    assert conference_numbers_problem(["+6561000001"]) is None
+    assert conference_numbers_problem(eight) is None
+    assert conference_numbers_problem([]) == "no numbers to dial (1 to 8 are needed)"
+    assert conference_numbers_problem([*eight, "+6561000009"]) == "9 numbers, but Hoiio dials at most 8 into a room"
+    malformed = "is not a phone number: expected + and 8-15 digits"
+    assert conference_numbers_problem(["+6561000001", "6561"]) == f"'6561' {malformed}"
+    assert conference_numbers_problem(["+6561000001", ""]) == f"'' {malformed}"
+    assert conference_numbers_problem(["+6561000001", "+6561000002", "+6561000001"]) == "'+6561000001' is listed twice"
+    # a malformed number is named before the count, and the count before a repeated number
+    assert conference_numbers_problem(["x", *eight, eight[0]]) == f"'x' {malformed}"
+    assert conference_numbers_problem([*eight, eight[0]]) == "9 numbers, but Hoiio dials at most 8 into a room"

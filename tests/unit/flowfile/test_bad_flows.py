@@ -119,6 +119,11 @@ EXPECTED: dict[str, list[str]] = {
     "too_many_numbers.yaml": [
         "{file}:8:14: error: 'numbers' in conference 'conference' can have at most 8 items; it has 9",
     ],
+    "conference_numbers_text.yaml": [
+        "{file}:8:14: error: 'numbers' in conference 'conference' lists '61000002', which is not a phone number in "
+        "international format; write each number like +6561234567 (a + then 8 to 15 digits, no spaces), separated "
+        "by commas",
+    ],
 }
 
 

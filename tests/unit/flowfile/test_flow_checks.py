@@ -371,6 +371,51 @@ def test_conference_numbers_and_rooms() -> None:
     ]
 
 
+def _conference(numbers: str) -> list[str]:
+    return found(f"  first: {{type: conference, numbers: {numbers}, room: R1, next: end}}\n" + END,
+                 "start: first\nvars: {people: '+6561000009'}\n")
+
+
+def test_conference_numbers_as_one_fixed_text_are_checked_like_a_list() -> None:
+    assert _conference('"+6561000001, +6561000002 +6561000003,"') == []
+    assert _conference('"{{ people }}"') == []  # checked when the call gets there
+    assert _conference('"+6561000001, {{ people }}"') == []
+    assert _conference('"+6561000001, 61000002"') == [
+        "4:38: error: 'numbers' in conference 'first' lists '61000002', which is not a phone number in "
+        "international format; write each number like +6561234567 (a + then 8 to 15 digits, no spaces), separated "
+        "by commas"
+    ]
+    assert _conference('"+65 6100 0001"') == [
+        "4:38: error: 'numbers' in conference 'first' lists '+65', which is not a phone number in international "
+        "format; write each number like +6561234567 (a + then 8 to 15 digits, no spaces), separated by commas"
+    ]
+    nine = ", ".join(f"+656100000{i}" for i in range(1, 10))
+    assert _conference(f'"{nine}"') == [
+        "4:38: error: 'numbers' in conference 'first' lists 9 phone numbers; Hoiio dials at most 8 into a room"
+    ]
+    assert _conference('" , "') == [
+        "4:38: error: 'numbers' in conference 'first' lists no phone numbers; give 1 to 8, separated by commas "
+        '("+6561234567, +6561234568")'
+    ]
+    assert _conference('"+6561000001, +6561000002, +6561000001"') == [
+        "4:38: error: 'numbers' in conference 'first' lists +6561000001 twice; Hoiio dials each number once"
+    ]
+    assert _conference('""') == ["4:38: error: 'numbers' in conference 'first' can't be empty"]
+    assert _conference("5") == ["4:38: error: 'numbers' in conference 'first' must be a list or text, not the "
+                                "number 5"]
+
+
+def test_conference_list_items_hold_one_number_each() -> None:
+    assert _conference("['+6561000001, +6561000002']") == [
+        "4:39: error: '+6561000001, +6561000002' in conference 'first' is not a phone number in international "
+        'format; write it in quotes like "+6561234567" (a list item holds one number; to list several in one '
+        'text, write numbers: "+6561234567, +6561234568" without [ ])'
+    ]
+    assert _conference("['+6561000001', '{{ people }}', '+6561000001']") == [
+        "4:70: error: 'numbers' in conference 'first' lists +6561000001 twice; Hoiio dials each number once"
+    ]
+
+
 def test_force_hangup_cannot_speak() -> None:
     assert found("  first: {type: hangup, say: Bye, force: true}\n") == [
         "3:42: error: hangup 'first' has force: true, which hangs up at once, so its 'say' would never be heard; "

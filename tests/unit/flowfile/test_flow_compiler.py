@@ -224,6 +224,17 @@ def test_conference() -> None:
         room=T("R{{ session }}"), caller_id="+6531580000", next="end", failed="end")
 
 
+def test_conference_numbers_as_one_text_stay_one_template() -> None:
+    flow = build(
+        "  first:\n    type: conference\n    numbers: '+6561000001, {{ people }}'\n    room: R1\n    next: end\n"
+        + END, head="start: first\ninputs: [people]\n",
+    )
+    node = flow.nodes["first"]
+    assert node == f.Conference(id="first", pos=node.pos, numbers=T("+6561000001, {{ people }}"), room=T("R1"),
+                                caller_id=None, next="end", failed=None)
+    assert node.numbers.variables() == {"people"}
+
+
 def test_http_defaults_and_options() -> None:
     flow = build(
         "  first: {type: http, url: 'https://x.example/a', next: second, failed: end}\n"

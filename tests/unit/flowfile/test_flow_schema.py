@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from engine.core import prompts
 from engine.flowfile import compiler, limits, schema
 from engine.flowfile.api import compile_source
 from engine.flowfile.loader import load_document
@@ -135,6 +136,8 @@ def test_schema_patterns_match_the_limits() -> None:
     assert defs()["language"]["pattern"] == "^" + limits.LANGUAGE_RE.pattern + "$"
     assert defs()["tag"]["maxLength"] == limits.TAG_MAX
     assert defs()["conference"]["properties"]["numbers"]["maxItems"] == limits.CONFERENCE_MAX_NUMBERS
+    assert prompts.CONFERENCE_MAX_NUMBERS == limits.CONFERENCE_MAX_NUMBERS  # checked at call time
+    assert prompts.E164.pattern == limits.PHONE_RE.pattern
     assert defs()["http"]["properties"]["timeout"]["maximum"] == limits.HTTP_TIMEOUT_MAX
     assert defs()["http"]["properties"]["method"]["enum"] == list(limits.HTTP_METHODS)
     assert defs()["collect"]["properties"]["max_length"]["maximum"] == limits.DIGITS_MAX
