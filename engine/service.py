@@ -419,9 +419,10 @@ class CallService:
     def _advance(self, key: str, event: Any, *, dedupe: str | None, pending: _Pending) -> Outcome:
         step = getattr(event, "step", None)
         early: _Decision | None = None
-        if self.db.writers is not None:
-            # SQLite has one writer at a time: decide from a snapshot before taking the turn, so the
-            # turn is held for the writes only. Used if the row is still that version once locked.
+        if self.db.writers is not None and self.db.writers.busy():
+            # SQLite has one writer at a time: while another holds the turn, decide from a snapshot,
+            # so that the turn is then held for the writes only. The decision is used if the row is
+            # still that version once locked (else it is taken again under the lock).
             row = self.db.get_call(key)
             if row is not None:
                 early = self._decide(key, row, event)

@@ -308,6 +308,10 @@ class WriterQueue:
                                               f"SQLite database {self._where}: {exc.strerror} (does the "
                                               "directory exist, and may this user write there?)") from None
 
+    def busy(self) -> bool:
+        """Whether another thread of this process has the turn now (a writer would wait)."""
+        return self._lock.locked()
+
     @contextmanager
     def turn(self) -> Iterator[None]:
         if self._pid != os.getpid() or (self._fd is None and self.lock_file is not None):
