@@ -19,6 +19,11 @@ How one call's notifications are serialised:
   between tries: under load the lock sat free while writers slept, which capped throughput and
   made the slowest notifications slow.) ``busy_timeout`` stays as the backstop for writers
   outside this process's ``Database`` (the ``ivr`` commands use it too).
+  The WAL is copied back into the database file by a thread of each writing process
+  (``WalCheckpointer``: ``PRAGMA wal_checkpoint(PASSIVE)`` every ``CHECKPOINT_INTERVAL_S``), not by
+  whichever commit happens to cross SQLite's 1,000-page mark: that commit did the copy and its fsync
+  while holding the write lock, and every writer behind it waited (the slowest 1% of notifications).
+  ``wal_autocheckpoint`` is raised to ``AUTOCHECKPOINT_PAGES`` as a safety net.
 * **PostgreSQL** (psycopg 3): ``tx.lock_call`` is ``SELECT ... FOR UPDATE``; a waiting transaction
   gives up after ``lock_timeout_ms`` (server setting ``lock_timeout``) with ``StorageBusy``.
   A pooled connection is pinged before use only when it has been idle for ``IDLE_PING_S`` or more,
@@ -46,9 +51,11 @@ import select
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -88,6 +95,10 @@ READ_ONLY: dict[str, Any] = {_WRITE_OPTION: False}
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 #: A pooled PostgreSQL connection idle this long is pinged before it is used again.
 IDLE_PING_S = 2.0
+#: SQLite: seconds between background WAL checkpoints, and the WAL size (pages) at which a commit
+#: checkpoints anyway (SQLite's default is 1,000).
+CHECKPOINT_INTERVAL_S = 0.5
+AUTOCHECKPOINT_PAGES = 10_000
 
 
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
@@ -185,6 +196,7 @@ def _sqlite_engine(url: URL, *, lock_timeout_ms: int, echo: bool) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
             if not memory:
                 _use_wal(cursor, lock_timeout_ms / 1000)
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -274,6 +286,54 @@ def _has_news(dbapi_connection: Any) -> bool:
         return bool(poller.poll(0))
     except Exception:
         return True
+
+
+class WalCheckpointer:
+    """Copies an SQLite database's WAL back into the file from a daemon thread of its own, every
+    ``interval_s`` (``PRAGMA wal_checkpoint(PASSIVE)``: it never waits for writers and they never
+    wait for it), on a connection of its own that never creates the file. Started by the first write
+    transaction of each process (``ensure``); stopped by ``Database.close``/``dispose``, or when the
+    ``Database`` is gone."""
+
+    def __init__(self, path: str, interval_s: float) -> None:
+        self.uri = Path(path).resolve().as_uri() + "?mode=rw"
+        self.interval_s = interval_s
+        self.runs = 0  # checkpoints done by the thread of this process
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._guard = threading.Lock()
+
+    def ensure(self, owner: object) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._guard:
+            if self._pid == os.getpid():
+                return
+            self._stop = threading.Event()
+            self.runs = 0
+            thread = threading.Thread(target=self._run, args=(self._stop, weakref.ref(owner)),
+                                      name="ivr-wal-checkpoint", daemon=True)
+            thread.start()
+            self._pid = os.getpid()
+
+    def stop(self) -> None:
+        with self._guard:
+            self._stop.set()
+            self._pid = None
+
+    def _run(self, stop: threading.Event, owner: weakref.ref) -> None:
+        while not stop.wait(self.interval_s) and owner() is not None:
+            if self.checkpoint() is not None:
+                self.runs += 1
+
+    def checkpoint(self) -> tuple[int, int, int] | None:
+        """One passive checkpoint: (busy, WAL frames, frames copied), or None if it could not run."""
+        try:
+            with closing(sqlite3.connect(self.uri, uri=True, timeout=0.1, isolation_level=None)) as conn:
+                return tuple(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+        except sqlite3.Error as exc:
+            log.debug("WAL checkpoint of %s skipped: %s", self.uri, exc)
+            return None
 
 
 class WriterQueue:
@@ -432,10 +492,14 @@ class Database:
         self._local = threading.local()
         #: SQLite: where writers take turns (see ``WriterQueue``); None on PostgreSQL
         self.writers: WriterQueue | None = None
+        #: SQLite file: the WAL checkpoints' thread (see ``WalCheckpointer``); else None
+        self.checkpoints: WalCheckpointer | None = None
         if self.backend == "sqlite":
             path = None if _is_memory(self.url) else self.url.database
             self.writers = WriterQueue(f"{os.path.abspath(path)}-writer.lock" if path else None,
                                         lock_timeout_ms / 1000, display_url(self.url))
+            if path:
+                self.checkpoints = WalCheckpointer(path, CHECKPOINT_INTERVAL_S)
 
     @classmethod
     def open(
@@ -490,11 +554,16 @@ class Database:
     # ------------------------------------------------------------------ lifecycle
     def dispose(self) -> None:
         """Forget pooled connections inherited from the parent process without closing them (call
-        in the child after fork, e.g. gunicorn ``post_fork``)."""
+        in the child after fork, e.g. gunicorn ``post_fork``). The WAL checkpoints' thread stops
+        too; the next write starts it again."""
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
         self.engine.dispose(close=False)
 
     def close(self) -> None:
         """Close every pooled connection (shutdown, tests)."""
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
         self.engine.dispose()
 
     def ping(self, timeout_s: float = 1.0) -> float:
@@ -523,12 +592,10 @@ class Database:
         READ COMMITTED; ``tx.lock_call`` takes the row lock. A lock not obtained in time raises
         ``StorageBusy``; a lost connection ``DatabaseUnavailable``."""
         with self._write_guard():
-            if self.writers is None:
-                with self._transaction(write=True) as tx:
-                    yield tx
-            else:
-                with self.writers.turn(), self._transaction(write=True) as tx:
-                    yield tx
+            if self.checkpoints is not None:
+                self.checkpoints.ensure(self)
+            with self._transaction(write=True) as tx:
+                yield tx
 
     @contextmanager
     def reading(self) -> Iterator[Transaction]:
@@ -538,11 +605,14 @@ class Database:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Transaction]:
+        # On SQLite a writer holds its turn from BEGIN to COMMIT only: the pool checkout before and
+        # the connection's return after are done outside it.
+        turn = self.writers.turn() if write and self.writers is not None else nullcontext()
         with translated_errors(self.url), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: write})
             tx = Transaction(conn, self.clock, write=write)
             try:
-                with conn.begin():
+                with turn, conn.begin():
                     yield tx
             finally:
                 tx.close()

@@ -36,7 +36,7 @@ def test_two_threads_incrementing_one_call_lose_no_update_and_wait_for_each_othe
     insert_call(db, "S1", step=0)
     rounds, hold = 8, 0.01
     start = threading.Barrier(2)
-    spans: list[tuple[float, float]] = []  # (lock obtained, commit done) per transaction
+    spans: list[tuple[float, float]] = []  # (lock obtained, last write done) per transaction
 
     def worker(_index: int) -> None:
         start.wait()
@@ -47,7 +47,8 @@ def test_two_threads_incrementing_one_call_lose_no_update_and_wait_for_each_othe
                 step = row.step
                 time.sleep(hold)  # widen the read-modify-write window
                 tx.update_call("S1", row.state, row.node, step + 1, row.status, expected_row_version=row.row_version)
-            spans.append((locked_at, time.monotonic()))
+                written_at = time.monotonic()  # the commit follows: the next lock comes after it
+            spans.append((locked_at, written_at))
 
     assert _run_threads(worker, 2) == []
     final = db.get_call("S1")

@@ -140,3 +140,52 @@ def test_a_connection_in_steady_use_is_not_pinged_but_an_idle_one_is(db, monkeyp
     monkeypatch.setattr(db_module, "IDLE_PING_S", 0.0)
     assert db.get_call("S1") is not None
     assert len(pings) == 1
+
+
+def test_the_wal_is_checkpointed_by_a_thread_of_its_own_not_by_a_commit(sqlite_file):
+    database = Database.open(f"sqlite:///{sqlite_file}")
+    try:
+        with database.engine.connect() as conn:  # commits leave the copying to the thread
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == db_module.AUTOCHECKPOINT_PAGES
+        checkpoints = database.checkpoints
+        checkpoints.interval_s = 0.05
+        for index in range(20):
+            insert_call(database, f"S{index}")  # the first write starts the thread
+        deadline = time.monotonic() + 5
+        while checkpoints.runs == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert checkpoints.runs > 0
+        busy, frames, copied = checkpoints.checkpoint()
+        assert busy == 0 and copied == frames  # nothing left behind in the WAL
+    finally:
+        database.close()
+
+
+def test_the_checkpoint_thread_never_creates_a_database_file(tmp_path):
+    checkpointer = db_module.WalCheckpointer(str(tmp_path / "gone.sqlite3"), 0.05)
+    assert checkpointer.checkpoint() is None
+    assert not (tmp_path / "gone.sqlite3").exists()
+
+
+def _checkpoint_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "ivr-wal-checkpoint"}
+
+
+def test_the_checkpoint_thread_ends_with_its_database(sqlite_file):
+    before = _checkpoint_threads()
+    database = Database.open(f"sqlite:///{sqlite_file}")
+    database.checkpoints.interval_s = 0.02
+    insert_call(database, "S1")
+    started = _checkpoint_threads() - before
+    assert len(started) == 1
+    database.dispose()  # dispose (after fork, in tests) and close both stop it
+    thread = started.pop()
+    thread.join(2)
+    assert not thread.is_alive()
+    insert_call(database, "S2")  # the next write starts it again
+    again = _checkpoint_threads() - before
+    assert len(again) == 1
+    del database  # and a Database nobody holds any more takes its thread with it
+    thread = again.pop()
+    thread.join(2)
+    assert not thread.is_alive()
