@@ -14,10 +14,11 @@ from engine.config import ConfigError, Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start_wsgi(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _start_wsgi(env_overrides: dict[str, str], tmp_path: Path,
+                code: str = "import engine.wsgi") -> subprocess.CompletedProcess:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOIIO_", "IVR_", "DATABASE_URL"))}
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "-c", "import engine.wsgi"], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -65,6 +66,14 @@ def test_valid_configuration_starts(tmp_path):
                           "IVR_RECOVERY_INTERVAL": "0"}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "x.db").exists()
+
+
+def test_the_worker_hides_the_app_from_full_garbage_collections(tmp_path):
+    code = "import gc; import engine.wsgi; print(gc.get_freeze_count())"
+    result = _start_wsgi({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+                          "IVR_RECOVERY_INTERVAL": "0"}, tmp_path, code)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip().splitlines()[-1]) > 10_000  # the app's objects, frozen once built
 
 
 def test_settings_reject_bad_numbers():
