@@ -2,7 +2,8 @@
 
 A provider module (``engine.providers.hoiio``, later ``engine.providers.voipnow``) supplies a client
 that satisfies ``Provider`` and returns ``SendResult`` values whose ``category`` tells the service what
-to do next, whatever the provider's own status strings are.
+to do next, whatever the provider's own status strings are. ``PooledHttp`` is the per-process HTTP
+session (connection pool) that the provider clients share the logic of.
 
 May import ``engine.core`` and the standard library only (no requests, Flask or SQLAlchemy).
 """
@@ -10,9 +11,11 @@ May import ``engine.core`` and the standard library only (no requests, Flask or 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from engine.core.actions import Block
 
@@ -83,3 +86,48 @@ class Provider(Protocol):
     ) -> SendResult: ...
 
     def call(self, api: str, params: Sequence[tuple[str, str]]) -> SendResult: ...
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Closable)
+
+
+class PooledHttp(Generic[_S]):
+    """One HTTP session (e.g. a ``requests.Session``: a connection pool) per process, made lazily.
+
+    ``session()`` makes one with ``factory`` on first use, and again in a process other than the one
+    that made it: a session inherited across fork is dropped, not closed (closing would shut sockets,
+    and TLS state, that the parent process is still using). ``prepare``, if given, is applied once to
+    each new session before it is handed out (a client reads proxy settings there, for instance).
+    """
+
+    def __init__(self, factory: Callable[[], _S], prepare: Callable[[_S], None] | None = None) -> None:
+        self._factory = factory
+        self._prepare = prepare
+        self._session: _S | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def session(self) -> _S:
+        """This process's session, made now if there is none yet."""
+        pid = os.getpid()
+        with self._lock:
+            if self._session is None or self._pid != pid:
+                session = self._factory()
+                if self._prepare is not None:
+                    self._prepare(session)
+                self._session = session
+                self._pid = pid
+            return self._session
+
+    def close(self) -> None:
+        """Close this process's session (an inherited one is only dropped); a later ``session()``
+        makes a new one."""
+        with self._lock:
+            if self._session is not None and self._pid == os.getpid():
+                self._session.close()
+            self._session = None
+            self._pid = None

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +42,7 @@ from urllib3.exceptions import (
 )
 
 from engine.core.actions import Block
-from engine.providers.base import Category, SendResult
+from engine.providers.base import Category, PooledHttp, SendResult
 from engine.providers.hoiio import wire
 from engine.providers.hoiio.statuses import (
     ERROR_BAD_RESPONSE,
@@ -142,7 +140,6 @@ class HoiioClient:
         self.api_url = api_url.rstrip("/")
         self.app_id = app_id
         self._token = _Secret(access_token)
-        self._session_factory = session_factory
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.budget = budget
@@ -153,9 +150,7 @@ class HoiioClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng
-        self._http: requests.Session | None = None
-        self._http_pid: int | None = None
-        self._lock = threading.Lock()
+        self._http = PooledHttp(session_factory, self._prepare_session)
 
     def __repr__(self) -> str:
         return f"HoiioClient(api_url={self.api_url!r}, app_id={self.app_id!r})"
@@ -185,28 +180,15 @@ class HoiioClient:
 
     def close(self) -> None:
         """Close this process's connection pool (a later request opens a new one)."""
-        with self._lock:
-            if self._http is not None and self._http_pid == os.getpid():
-                self._http.close()
-            self._http = None
-            self._http_pid = None
+        self._http.close()
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _session(self) -> requests.Session:
-        pid = os.getpid()
-        with self._lock:
-            if self._http is None or self._http_pid != pid:
-                # A pool inherited across fork is dropped, not closed: closing would shut sockets
-                # (and TLS state) that the parent process is still using.
-                http = self._session_factory()
-                # Read proxy settings from the environment once, not on every request (requests
-                # otherwise scans os.environ for each call: a measurable share of a notification).
-                http.proxies.update(requests.utils.get_environ_proxies(self.api_url))
-                http.trust_env = False
-                self._http = http
-                self._http_pid = pid
-            return self._http
+    def _prepare_session(self, http: requests.Session) -> None:
+        # Read proxy settings from the environment once, not on every request (requests otherwise
+        # scans os.environ for each call: a measurable share of a notification).
+        http.proxies.update(requests.utils.get_environ_proxies(self.api_url))
+        http.trust_env = False
 
     def _request(self, endpoint: str, params: list[tuple[str, str]], *, idempotent: bool) -> SendResult:
         start = self._clock()
@@ -298,7 +280,7 @@ class HoiioClient:
     def _attempt(self, url: str, body: bytes, remaining: float) -> _Attempt:
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
         try:
-            response = self._session().post(
+            response = self._http.session().post(
                 url,
                 data=body,
                 headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 import requests
 
 from engine.core.actions import Block
-from engine.providers.base import Category, SendResult
+from engine.providers.base import Category, PooledHttp, SendResult
 from engine.providers.voipnow import wire
 
 __all__ = ["APIS", "VoipNowClient"]
@@ -71,13 +69,10 @@ class VoipNowClient:
         self.extension = extension
         self.user = user
         self._token = token
-        self._session_factory = session_factory
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._clock = clock
-        self._http: requests.Session | None = None
-        self._http_pid: int | None = None
-        self._lock = threading.Lock()
+        self._http = PooledHttp(session_factory)
 
     def __repr__(self) -> str:
         return f"VoipNowClient(base_url={self.base_url!r}, extension={self.extension!r})"
@@ -179,21 +174,9 @@ class VoipNowClient:
         return _replace(result, data={"ids": ids})
 
     def close(self) -> None:
-        with self._lock:
-            if self._http is not None and self._http_pid == os.getpid():
-                self._http.close()
-            self._http = None
-            self._http_pid = None
+        self._http.close()
 
     # -- internals ---------------------------------------------------------------------------------
-
-    def _session(self) -> requests.Session:
-        pid = os.getpid()
-        with self._lock:
-            if self._http is None or self._http_pid != pid:
-                self._http = self._session_factory()
-                self._http_pid = pid
-            return self._http
 
     def _send(self, endpoint: str, req: wire.HttpRequest, *, idempotent: bool) -> tuple[SendResult, Any]:
         started = self._clock()
@@ -237,7 +220,7 @@ class VoipNowClient:
             headers["Content-Type"] = "application/json"
             kwargs["data"] = json.dumps(req.body).encode()
         try:
-            response = self._session().request(
+            response = self._http.session().request(
                 req.method, self.base_url + req.path, params=list(req.query) or None, headers=headers,
                 timeout=(self.connect_timeout, self.read_timeout), allow_redirects=False, stream=True, **kwargs,
             )  # fmt: skip

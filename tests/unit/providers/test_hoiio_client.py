@@ -17,8 +17,8 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
 from engine.core.actions import Block
+from engine.providers import base as base_module
 from engine.providers.base import Category, Provider, SendResult
-from engine.providers.hoiio import client as client_module
 from engine.providers.hoiio.client import HoiioClient, HoiioClientError
 from engine.providers.hoiio.wire import BlockError
 
@@ -512,8 +512,8 @@ def test_session_is_created_lazily_once_per_process(clock, monkeypatch):
     parent_session = made[0]
     closed = []
     monkeypatch.setattr(parent_session, "close", lambda: closed.append(True))
-    real_pid = client_module.os.getpid()
-    monkeypatch.setattr(client_module.os, "getpid", lambda: real_pid + 1)  # as in a forked child
+    real_pid = base_module.os.getpid()
+    monkeypatch.setattr(base_module.os, "getpid", lambda: real_pid + 1)  # as in a forked child
     send(client)
     assert len(made) == 2 and made[1] is not parent_session
     assert closed == []  # the parent's pool is left alone
