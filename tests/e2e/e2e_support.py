@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -55,24 +55,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _with_parent_death_signal(argv: list[str]) -> list[str]:
-    """``setpriv --pdeathsig TERM``: the child gets SIGTERM if the test process dies (even by
-    SIGKILL). Done with util-linux rather than a ``preexec_fn``, which is unsafe (and deprecated)
-    in a process that runs threads."""
+def _with_parent_death_signal(argv: list[str], death_signal: str = "TERM") -> list[str]:
+    """``setpriv --pdeathsig TERM``: the child gets SIGTERM (or ``death_signal``) if the test process
+    dies (even by SIGKILL). Done with util-linux rather than a ``preexec_fn``, which is unsafe (and
+    deprecated) in a process that runs threads."""
     setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else argv
+    return [setpriv, "--pdeathsig", death_signal, *argv] if setpriv else argv
 
 
 class Proc:
-    """A child process with its own process group whose output goes to a log file."""
+    """A child process with its own process group whose output goes to a log file; ``death_signal``
+    is the signal it gets if the test process dies."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        log: Path,
+        death_signal: str = "TERM",
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            _with_parent_death_signal(self.argv),
+            _with_parent_death_signal(self.argv, death_signal),
             env=dict(env),
             cwd=str(cwd),
             stdin=subprocess.DEVNULL,
@@ -297,24 +307,37 @@ def start_gunicorns(
     return [ready[name] for name in names]
 
 
-def start_ivr_serve(tmp: Path, *, env: Mapping[str, str], cwd: Path, attempts: int = 3) -> Server:
-    """``ivr serve --port PORT`` (the development server), ready (/readyz 200)."""
+ServerT = TypeVar("ServerT", bound=Server)
+
+
+def start_until_ready(name: str, spawn: Callable[[int, int], ServerT], *, attempts: int = 3) -> ServerT:
+    """``spawn(port, attempt)`` starts a server on a free port; returned once it is ready (/readyz
+    200). A server that exits before it is ready (its port was taken meanwhile) is started again on
+    another port; one that fails otherwise is stopped."""
     last: Exception | None = None
     for attempt in range(attempts):
-        port = free_port()
-        url = f"http://{HOST}:{port}"
-        proc = Proc(f"ivr-serve:{port}", [IVR, "serve", "--port", str(port)], env=env, cwd=cwd,
-                    log=tmp / f"ivr-serve-{port}-{attempt}.log")
+        server = spawn(free_port(), attempt)
         try:
-            wait_until(lambda proc=proc, url=url: _ready(url + "/readyz", proc), START_TIMEOUT, "ivr serve /readyz")
-            return Server(url, proc, dict(env))
+            wait_until(lambda s=server: _ready(s.url + "/readyz", s.proc), START_TIMEOUT, f"{name} /readyz")
+            return server
         except ProcessExited as exc:
             last = exc
-            proc.stop()
+            server.proc.stop()
         except BaseException:
-            proc.stop()
+            server.proc.stop()
             raise
-    raise AssertionError(f"ivr serve did not start after {attempts} attempts") from last
+    raise AssertionError(f"{name} did not start after {attempts} attempts") from last
+
+
+def start_ivr_serve(tmp: Path, *, env: Mapping[str, str], cwd: Path, attempts: int = 3) -> Server:
+    """``ivr serve --port PORT`` (the development server), ready (/readyz 200)."""
+
+    def spawn(port: int, attempt: int) -> Server:
+        proc = Proc(f"ivr-serve:{port}", [IVR, "serve", "--port", str(port)], env=env, cwd=cwd,
+                    log=tmp / f"ivr-serve-{port}-{attempt}.log")
+        return Server(f"http://{HOST}:{port}", proc, dict(env))
+
+    return start_until_ready("ivr serve", spawn, attempts=attempts)
 
 
 @dataclass

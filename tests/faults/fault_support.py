@@ -2,41 +2,47 @@
 gunicorn, a private PostgreSQL cluster that a test may stop, signed notifications, and the audit that
 compares the database with what the fake Hoiio received.
 
-Every child runs in its own process group with a parent-death signal (``setpriv --pdeathsig``) and
-is tracked, so a test that fails (or a test process that dies) leaves nothing running: fixtures stop
-their processes in ``finally``/teardown, and whatever is left is stopped once more at exit.
+The process helpers (``Proc``, free ports, ``wait_until``, readiness) are those of
+``tests/e2e/e2e_support.py``: every child runs in its own process group with a parent-death signal
+(``setpriv --pdeathsig``) and is tracked, so a test that fails (or a test process that dies) leaves
+nothing running: fixtures stop their processes in ``finally``/teardown, and whatever is left is
+stopped once more at exit.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 
 from engine.fakes import FakeHoiio, NotificationRecord, RequestRecord
-from engine.providers.hoiio.signature import SIGNATURE_HEADER, sign_body
+from engine.providers.hoiio.signature import SIGNATURE_HEADER
 from engine.storage import Database
+from tests.e2e import e2e_support
+from tests.e2e.e2e_support import (
+    FLOWS,
+    HOST,
+    ROOT,
+    VENV_BIN,
+    Proc,
+    free_port,
+    query_of,
+    start_until_ready,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-FLOWS = ROOT / "flows"
-VENV_BIN = ROOT / ".venv" / "bin"
-HOST = "127.0.0.1"
 APP_ID = "faults-app"
 TOKEN = "faults-token-7d2e"  # noqa: S105 - the fake account's token
 FORM = "application/x-www-form-urlencoded"
@@ -46,90 +52,8 @@ CALLER = "+6591234567"
 #: Every worker looks for interrupted sends every second (blocks untouched for 10 s or more).
 RECOVERY = {"IVR_RECOVERY_INTERVAL": "1"}
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 8.0
-
-_LIVE: set[Proc] = set()
-_LIVE_LOCK = threading.Lock()
-
 
 # ------------------------------------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _pdeathsig(argv: list[str]) -> list[str]:
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", *argv] if setpriv else argv
-
-
-class Proc:
-    """A child in its own process group, output to a log file; ``stop`` ends the whole group."""
-
-    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path) -> None:
-        self.name = name
-        self.log = log
-        self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            _pdeathsig(list(argv)), env=dict(env), cwd=str(cwd), stdin=subprocess.DEVNULL,
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self, limit: int = 8000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        try:
-            if self.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.popen.pid, signal.SIGTERM)
-                try:
-                    self.popen.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(self.popen.pid, signal.SIGKILL)
-                    self.popen.wait(5)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)  # workers a dead master left behind
-            return self.popen.returncode
-        finally:
-            with contextlib.suppress(OSError):
-                self._log_file.close()
-            with _LIVE_LOCK:
-                _LIVE.discard(self)
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    for proc in list(_LIVE):
-        proc.stop(timeout=3)
 
 
 def children_of(pid: int) -> list[int]:
@@ -154,18 +78,10 @@ def children_of(pid: int) -> list[int]:
 
 
 @dataclass
-class Server:
-    url: str
-    proc: Proc
-    workers: int
+class Server(e2e_support.Server):
+    """The engine under gunicorn, with its number of workers."""
 
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 10)
-        return requests.get(self.url + path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 15)
-        return requests.post(self.url + path, **kwargs)
+    workers: int = 2
 
     def worker_pids(self) -> list[int]:
         return children_of(self.proc.pid)
@@ -178,9 +94,6 @@ class Server:
             return pids if len(pids) >= self.workers else None
 
         return wait_until(full, timeout, f"{self.workers} gunicorn workers")
-
-    def stop(self) -> None:
-        self.proc.stop()
 
 
 def start_gunicorn(
@@ -196,9 +109,8 @@ def start_gunicorn(
 ) -> Server:
     """The engine under gunicorn as docs/deploy.md runs it (``-c deploy/gunicorn.conf.py``), bound to
     a free loopback port, ready (/readyz 200). ``--no-control-socket``: several servers side by side."""
-    last: Exception | None = None
-    for attempt in range(3):
-        port = free_port()
+
+    def spawn(port: int, attempt: int) -> Server:
         url = f"http://{HOST}:{port}"
         ours = ("IVR_", "HOIIO_", "DATABASE_URL", "PROMETHEUS")
         env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
@@ -212,33 +124,17 @@ def start_gunicorn(
         env.update(extra_env or {})
         argv = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "--no-control-socket",
                 "--access-logfile", "/dev/null", "engine.wsgi:app"]  # fmt: skip
-        proc = Proc(f"{name}:{port}", argv, env=env, cwd=ROOT, log=tmp / f"{name}-{port}-{attempt}.log")
-        try:
+        proc = Proc(f"{name}:{port}", argv, env=env, cwd=ROOT, log=tmp / f"{name}-{port}-{attempt}.log",
+                    death_signal="KILL")  # fmt: skip
+        return Server(url, proc, env, workers)
 
-            def ready(proc: Proc = proc, url: str = url) -> bool:
-                if not proc.alive():
-                    raise _Exited(proc)
-                try:
-                    return requests.get(url + "/readyz", timeout=1).status_code == 200
-                except requests.RequestException:
-                    return False
-
-            wait_until(ready, START_TIMEOUT, f"{name} /readyz")
-            server = Server(url, proc, workers)
-            server.wait_workers()
-            return server
-        except _Exited as exc:  # most likely the port was taken meanwhile
-            last = exc
-            proc.stop()
-        except BaseException:
-            proc.stop()
-            raise
-    raise AssertionError(f"{name} did not start") from last
-
-
-class _Exited(AssertionError):
-    def __init__(self, proc: Proc) -> None:
-        super().__init__(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.output()}")
+    server = start_until_ready(name, spawn)
+    try:
+        server.wait_workers()
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def copy_flows(folder: Path) -> Path:
@@ -317,12 +213,8 @@ class PrivatePostgres:
 
 
 def signed(fields: Sequence[tuple[str, str]] | Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
-    body = urlencode(list(fields.items()) if isinstance(fields, Mapping) else list(fields)).encode()
-    return body, {"Content-Type": FORM, SIGNATURE_HEADER: sign_body(body, TOKEN)}
-
-
-def query_of(url: str) -> dict[str, str]:
-    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    """A notification body signed with this account's token, and its headers."""
+    return e2e_support.signed(fields, TOKEN)
 
 
 def step_of(url: str | None) -> int | None:
