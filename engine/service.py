@@ -280,12 +280,8 @@ class CallService:
             yield tx
         pending.record_id, pending.finished = pending.staged_id, pending.staged_finished
 
-    def _store_request(self, tx: Any, pending: _Pending, dedupe: str | None, session: str,
-                       step: int | None) -> bool:  # fmt: skip
+    def _store_request(self, tx: Any, pending: _Pending, dedupe: str, session: str, step: int | None) -> bool:
         """Store the request in the main transaction and claim its dedupe key; False for a redelivery."""
-        if dedupe is None:
-            pending.staged_id = tx.record_notification(**pending.raw, session=session, step=step)
-            return True
         pending.staged_id, claimed = tx.record_claimed(dedupe, **pending.raw, session=session, step=step)
         return claimed
 
@@ -416,7 +412,7 @@ class CallService:
         return self._after_commit(flow, event.session, result, pending)
 
     # ------------------------------------------------------------------ later steps
-    def _advance(self, key: str, event: Any, *, dedupe: str | None, pending: _Pending) -> Outcome:
+    def _advance(self, key: str, event: Any, *, dedupe: str, pending: _Pending) -> Outcome:
         step = getattr(event, "step", None)
         early: _Decision | None = None
         if self.db.writers is not None and self.db.writers.busy():
@@ -463,12 +459,8 @@ class CallService:
             # Hoiio's last word on a call we already consider over: keep its billing.
             billing = {k: v for k, v in vars(event.billing).items() if v is not None}
             result = dataclasses.replace(result, state=state.evolve(billing=billing))
-        new_state = None
-        if result.state != state:
-            new_state = result.state.to_dict()
-        else:
-            as_dict = result.state.to_dict()
-            new_state = as_dict if as_dict != row.state else None
+        as_dict = result.state.to_dict()
+        new_state = as_dict if result.state != state or as_dict != row.state else None
         return _Decision(flow=flow, result=result, new_state=new_state, row_version=row.row_version)
 
     def _ignored(self, session: str, step: int | None, record: str, reason: str) -> Outcome:

@@ -8,12 +8,10 @@ May import ``engine.fakes`` and click.
 
 from __future__ import annotations
 
-import signal
-import threading
-
 import click
 
 from engine.fakes import FakeHoiio
+from engine.fakes.serving import serve_until_stopped
 
 
 @click.command("fake-hoiio")
@@ -43,13 +41,4 @@ def command(
         f"GET {fake.root_url}/_fake/log. Ctrl-C stops.",
         err=True,
     )
-    stopped = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
-        while not stopped.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        fake.stop()
+    serve_until_stopped(fake)

@@ -41,7 +41,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +51,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from engine.fakes.serving import serve_until_stopped
 from engine.providers.voipnow.wire import CALLER_ID_RE, CONFERENCE_NUMBER_RE, DESTINATION_RE, PIN_RE
 
 __all__ = ["FakeVoipNow", "InviteRecord", "VoipNowRequest"]
@@ -445,16 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     fake = FakeVoipNow(args.token)
     url = fake.start(args.host, args.port)
     print(f"VOIPNOW_URL={url}\nVOIPNOW_TOKEN={args.token}\nVOIPNOW_EXTENSION=211", flush=True)
-    stopped = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
-        while not stopped.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        fake.stop()
+    serve_until_stopped(fake)
 
 
 if __name__ == "__main__":
