@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from engine import observability as obs
 from engine.config import Settings
@@ -43,6 +43,7 @@ from engine.core.events import HttpResult, MonitorReady, Notification, ProviderR
 from engine.core.flow import Flow
 from engine.core.state import CallState
 from engine.httpstep import HttpStepRunner
+from engine.providers.base import form_encode
 from engine.providers.hoiio import wire
 from engine.providers.hoiio.client import HoiioClientError
 from engine.providers.hoiio.signature import SIGNATURE_HEADER, sign_step, verify_body, verify_step
@@ -216,13 +217,13 @@ class CallService:
         params = {"step": str(step), "sig": sign_step(self.settings.step_secret, key, step)}
         if ref:
             params["ref"] = key
-        return f"{self.settings.public_url}/hoiio/{route}?{urlencode(params)}"
+        return f"{self.settings.public_url}/hoiio/{route}?{form_encode(params.items())}"
 
     # ------------------------------------------------------------------ entry
     def handle(self, req: Inbound) -> Outcome:
         started = time.monotonic()
         headers = {k: v for k, v in req.headers.items() if k.lower() in _SINGLE_HEADERS_KEPT}
-        query_string = urlencode([(k, v) for k, vs in req.query.items() for v in vs])
+        query_string = form_encode([(k, v) for k, vs in req.query.items() for v in vs])
         meta: dict[str, Any] = {}
         pending = _Pending(raw={"route": f"{req.method} {req.path}", "method": req.method,
                                 "query_string": query_string, "headers": headers, "body": req.body},

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.state import CallState
+from engine.storage.direct import DirectStatement
 from engine.storage.errors import ConcurrentUpdate, DuplicateBlock, DuplicateCall, StorageError
 from engine.storage.tables import (
     BLOCK_STATUSES,
@@ -262,6 +263,8 @@ def _choose(value: str, allowed: tuple[str, ...], what: str) -> str:
 # ------------------------------------------------------------------ statements of the request path
 # Built once, with bound parameters, instead of on every call: building a statement (and its cache
 # key) cost SQLAlchemy three to four times as much as executing it (``bench/profile_engine.py``).
+# Those a notification runs are wrapped in ``DirectStatement`` (engine.storage.direct): compiled once
+# per dialect and run on the driver, in the same transaction.
 # Optional values are written as ``COALESCE(:value, column)``: None keeps what the row has.
 def _param(column: sa.Column[Any], name: str | None = None) -> Any:
     return sa.bindparam(name or column.name, type_=column.type)
@@ -272,8 +275,9 @@ def _keep_unless(column: sa.Column[Any]) -> Any:
     return sa.func.coalesce(_param(column), column)
 
 
-_LOCK_CALL = sa.select(calls).where(calls.c.session == sa.bindparam("key")).with_for_update()
-_UPDATE_CALL = (
+_LOCK_CALL = DirectStatement(sa.select(calls).where(calls.c.session == sa.bindparam("key")).with_for_update())
+_GET_CALL = DirectStatement(sa.select(calls).where(calls.c.session == sa.bindparam("key")))
+_UPDATE_CALL = DirectStatement(
     sa.update(calls)
     .where(calls.c.session == sa.bindparam("key"), calls.c.row_version == sa.bindparam("expected"))
     .values(
@@ -295,7 +299,7 @@ _UPDATE_CALL = (
         txn_ref=_keep_unless(calls.c.txn_ref),
     )
 )
-_FINISH_NOTIFICATION = (
+_FINISH_NOTIFICATION = DirectStatement(
     sa.update(notifications)
     .where(notifications.c.id == sa.bindparam("notification_id"))
     .values(
@@ -328,22 +332,44 @@ def _mark_block_statement(by_id: bool, from_status: bool) -> Any:
     return sa.update(blocks).where(*where).values(**_MARK_BLOCK_VALUES)
 
 
-_MARK_BLOCK = {(by_id, from_status): _mark_block_statement(by_id, from_status)
-               for by_id in (True, False) for from_status in (True, False)}
-#: (dialect name, statement) -> INSERT ... ON CONFLICT DO NOTHING RETURNING id, built on first use
-_INSERTS: dict[tuple[str, str], Any] = {}
+#: (by block id, with from_status) -> the UPDATE; the expanding ``IN`` of from_status needs SQLAlchemy
+_MARK_BLOCK: dict[tuple[bool, bool], Any] = {
+    (by_id, from_status): (_mark_block_statement(by_id, from_status) if from_status
+                           else DirectStatement(_mark_block_statement(by_id, from_status)))
+    for by_id in (True, False) for from_status in (True, False)}
+_NOTIFICATION_COLUMNS = ("received_at", "session", "route", "method", "query_string", "headers", "body", "step")
+_RECORD_NOTIFICATION = DirectStatement(
+    sa.insert(notifications).values(
+        **{name: _param(notifications.c[name]) for name in _NOTIFICATION_COLUMNS},
+        outcome=_param(notifications.c.outcome),
+        reason=_param(notifications.c.reason),
+        # None is SQL NULL here (no response yet), not the JSON null a plain JSON parameter makes
+        response=sa.bindparam("response", type_=sa.JSON(none_as_null=True)),
+        duration_ms=_param(notifications.c.duration_ms),
+    ).returning(notifications.c.id)
+)
+_CALL_COLUMNS = tuple(column.name for column in calls.c if column.name != "id")
+_BLOCK_COLUMNS = ("session", "step", "node", "kind", "endpoint", "params", "status", "created_at", "updated_at",
+                  "attempts")
+#: (dialect name, what) -> INSERT ... ON CONFLICT DO NOTHING RETURNING, built on first use
+_INSERTS: dict[tuple[str, str], DirectStatement] = {}
 
 
-def _insert_or_nothing(dialect: str, what: str) -> Any:
+def _insert_or_nothing(dialect: str, what: str) -> DirectStatement:
     found = _INSERTS.get((dialect, what))
     if found is None:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         if what == "notification":
-            found = (insert(notifications).on_conflict_do_nothing(index_elements=["dedupe_key"])
-                     .returning(notifications.c.id))
+            names = (*_NOTIFICATION_COLUMNS, "dedupe_key")
+            query = (insert(notifications).values(**{name: _param(notifications.c[name]) for name in names})
+                     .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(notifications.c.id))
+        elif what == "block":
+            query = (insert(blocks).values(**{name: _param(blocks.c[name]) for name in _BLOCK_COLUMNS})
+                     .on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id))
         else:
-            found = insert(blocks).on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id)
-        _INSERTS[(dialect, what)] = found
+            query = (insert(calls).values(**{name: _param(calls.c[name]) for name in _CALL_COLUMNS})
+                     .on_conflict_do_nothing(index_elements=["session"]).returning(*calls.c))
+        found = _INSERTS[(dialect, what)] = DirectStatement(query)
     return found
 
 
@@ -384,12 +410,12 @@ class Transaction:
         """The call row, locked until the transaction ends (PostgreSQL ``SELECT ... FOR UPDATE``;
         on SQLite the whole database is already locked by ``BEGIN IMMEDIATE``)."""
         self._require_write()
-        found = self.conn.execute(_LOCK_CALL, {"key": session}).mappings().first()
-        return None if found is None else _row(CallRow, found)
+        found = _LOCK_CALL.execute(self.conn, {"key": session}).first()
+        return None if found is None else CallRow(**found)
 
     def get_call(self, session: str) -> CallRow | None:
-        found = self.conn.execute(sa.select(calls).where(calls.c.session == session)).mappings().first()
-        return None if found is None else _row(CallRow, found)
+        found = _GET_CALL.execute(self.conn, {"key": session}).first()
+        return None if found is None else CallRow(**found)
 
     def insert_call(
         self,
@@ -434,11 +460,10 @@ class Transaction:
             "ended_at": now if status == "ended" else None,
             "row_version": 1,
         }
-        query = self._insert(calls).on_conflict_do_nothing(index_elements=["session"]).returning(*calls.c)
-        inserted = self.conn.execute(query, values).mappings().first()
+        inserted = _insert_or_nothing(self.conn.dialect.name, "call").execute(self.conn, values).first()
         if inserted is None:
             raise DuplicateCall(session)
-        return _row(CallRow, inserted)
+        return CallRow(**inserted)
 
     def update_call(
         self,
@@ -481,7 +506,7 @@ class Transaction:
             "dest": dest,
             "txn_ref": txn_ref,
         }
-        if self.conn.execute(_UPDATE_CALL, params).rowcount != 1:
+        if _UPDATE_CALL.execute(self.conn, params).rowcount != 1:
             actual = self.conn.execute(
                 sa.select(calls.c.row_version).where(calls.c.session == session)
             ).scalar_one_or_none()
@@ -527,11 +552,9 @@ class Transaction:
         self._require_write()
         values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
                                            received_at=received_at)
-        if outcome is not None:
-            values.update(outcome=_choose(outcome, NOTIFICATION_OUTCOMES, "outcome"), reason=reason,
-                          response=response, duration_ms=_ms(duration_ms))
-        result = self.conn.execute(sa.insert(notifications), values)
-        return int(result.inserted_primary_key[0])
+        values.update(outcome=None if outcome is None else _choose(outcome, NOTIFICATION_OUTCOMES, "outcome"),
+                      reason=reason, response=response, duration_ms=_ms(duration_ms))
+        return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar())
 
     def record_claimed(
         self,
@@ -555,10 +578,11 @@ class Transaction:
         values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
                                            received_at=received_at)
         query = _insert_or_nothing(self.conn.dialect.name, "notification")
-        found = self.conn.execute(query, {**values, "dedupe_key": dedupe_key}).scalar_one_or_none()
+        found = query.execute(self.conn, {**values, "dedupe_key": dedupe_key}).scalar()
         if found is not None:
             return int(found), True
-        return int(self.conn.execute(sa.insert(notifications), values).inserted_primary_key[0]), False
+        values.update(outcome=None, reason=None, response=None, duration_ms=None)
+        return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False
 
     def _notification_values(
         self,
@@ -595,7 +619,7 @@ class Transaction:
     ) -> None:
         """Record how a notification was handled. ``session``/``step`` are kept when None."""
         self._require_write()
-        self.conn.execute(_FINISH_NOTIFICATION, {
+        _FINISH_NOTIFICATION.execute(self.conn, {
             "notification_id": notification_id,
             "outcome": _choose(outcome, NOTIFICATION_OUTCOMES, "outcome"),
             "reason": reason,
@@ -679,7 +703,7 @@ class Transaction:
             raise ValueError(f"block parameters must not contain {', '.join(sorted(leaked))}")
         now = self.now()
         query = _insert_or_nothing(self.conn.dialect.name, "block")
-        block_id = self.conn.execute(query, {
+        block_id = query.execute(self.conn, {
             "session": session,
             "step": step,
             "node": node,
@@ -690,7 +714,7 @@ class Transaction:
             "created_at": now,
             "updated_at": now,
             "attempts": 1 if status == "sending" else 0,
-        }).scalar_one_or_none()
+        }).scalar()
         if block_id is None:
             raise DuplicateBlock(session, step)
         return int(block_id)
@@ -743,6 +767,8 @@ class Transaction:
         if from_status is not None:
             params["from_status"] = list(from_status)
         statement = _MARK_BLOCK[(block_id is not None, from_status is not None)]
+        if isinstance(statement, DirectStatement):
+            return statement.execute(self.conn, params).rowcount == 1
         return self.conn.execute(statement, params).rowcount == 1
 
     def get_block(self, block_id: int) -> BlockRow | None:

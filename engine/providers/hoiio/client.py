@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import quote, quote_plus
 
 import requests
 from urllib3.exceptions import (
@@ -42,7 +42,7 @@ from urllib3.exceptions import (
 )
 
 from engine.core.actions import Block
-from engine.providers.base import Category, PooledHttp, SendResult
+from engine.providers.base import Category, PooledHttp, SendResult, form_encode
 from engine.providers.hoiio import wire
 from engine.providers.hoiio.statuses import (
     ERROR_BAD_RESPONSE,
@@ -151,6 +151,8 @@ class HoiioClient:
         self._clock = clock
         self._rng = rng
         self._http = PooledHttp(session_factory, self._prepare_session)
+        #: url -> a prepared POST without its body, copied for each request (see ``_attempt``)
+        self._prepared: dict[str, requests.PreparedRequest] = {}
 
     def __repr__(self) -> str:
         return f"HoiioClient(api_url={self.api_url!r}, app_id={self.app_id!r})"
@@ -194,9 +196,8 @@ class HoiioClient:
         start = self._clock()
         deadline = start + self.budget
         url = f"{self.api_url}/{endpoint}"
-        full = [*params, ("app_id", self.app_id), ("access_token", self._token.reveal())]
-        body = urlencode(full).encode("ascii")
-        del full
+        body = form_encode([*params, ("app_id", self.app_id)],
+                           uncached=[("access_token", self._token.reveal())]).encode("ascii")
         attempts = 0
         resent = False
         ever_ambiguous = False
@@ -280,14 +281,9 @@ class HoiioClient:
     def _attempt(self, url: str, body: bytes, remaining: float) -> _Attempt:
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
         try:
-            response = self._http.session().post(
-                url,
-                data=body,
-                headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-                timeout=timeout,
-                stream=True,
-                allow_redirects=False,
-            )
+            http = self._http.session()
+            response = http.send(self._request_for(http, url, body), timeout=timeout, stream=True,
+                                 allow_redirects=False)
             try:
                 return self._read(response)
             finally:
@@ -300,6 +296,24 @@ class HoiioClient:
         # Raised outside the except block so the original (which may hold the request body, token
         # included) is neither chained nor kept as __context__.
         raise HoiioClientError(unexpected)
+
+    def _request_for(self, http: requests.Session, url: str, body: bytes) -> requests.PreparedRequest:
+        """The POST of ``body`` to ``url``: a copy of one prepared per URL, with the body set.
+
+        What ``session.post`` would send (the session's headers with ours, no cookies, no auth),
+        without preparing the URL and merging the session's settings again on every request: for
+        requests that is more work than sending."""
+        template = self._prepared.get(url)
+        if template is None:
+            headers = {**http.headers, "Content-Type": "application/x-www-form-urlencoded",
+                       "Accept": "application/json"}
+            template = requests.Request("POST", url, headers=headers).prepare()
+            if len(self._prepared) < 64:  # the endpoints of one API: a handful
+                self._prepared[url] = template
+        prepared = template.copy()
+        prepared.body = body
+        prepared.headers["Content-Length"] = str(len(body))
+        return prepared
 
     def _read(self, response: requests.Response) -> _Attempt:
         code = response.status_code
