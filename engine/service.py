@@ -258,6 +258,12 @@ class CallService:
         to the blocks sent, and the request with its outcome (or just the outcome)."""
         if pending.record_id is not None and pending.finished and not pending.marks:
             return
+        if (pending.record_id is not None and not pending.finished and len(pending.marks) == 1
+                and "block_id" not in pending.marks[0]):
+            # the usual case: one block sent; on PostgreSQL a single statement
+            self.db.record_sent(pending.marks[0], self._finish_values(pending.record_id, outcome, pending))
+            pending.marks.clear()
+            return
         with self.db.transaction() as tx:
             pending.write_marks(tx)
             if pending.record_id is None:
@@ -267,10 +273,15 @@ class CallService:
             elif not pending.finished:
                 self._finish_in(tx, pending.record_id, outcome, pending)
 
+    @classmethod
+    def _finish_in(cls, tx: Any, record_id: int, outcome: Outcome, pending: _Pending) -> None:
+        tx.finish_notification(**cls._finish_values(record_id, outcome, pending))
+
     @staticmethod
-    def _finish_in(tx: Any, record_id: int, outcome: Outcome, pending: _Pending) -> None:
-        tx.finish_notification(record_id, outcome=outcome.record, reason=outcome.reason, response=outcome.body,
-                               session=outcome.session, step=outcome.step, duration_ms=pending.elapsed_ms())
+    def _finish_values(record_id: int, outcome: Outcome, pending: _Pending) -> dict[str, Any]:
+        return {"notification_id": record_id, "outcome": outcome.record, "reason": outcome.reason,
+                "response": outcome.body, "session": outcome.session, "step": outcome.step,
+                "duration_ms": pending.elapsed_ms()}
 
     @contextmanager
     def _main_transaction(self, pending: _Pending) -> Iterator[Any]:

@@ -2,7 +2,7 @@
 
 The request path stores the raw notification, the claim of its dedupe key, the call's new state
 and the outbox in one transaction, and the provider's answers with the outcome in a second one
-(none when nothing was sent). Whatever happens, the notification ends up stored exactly once, with
+(none when nothing was sent; on PostgreSQL a single statement committed on its own). Whatever happens, the notification ends up stored exactly once, with
 its outcome: these tests count commits and read back the rows.
 """
 
@@ -15,19 +15,28 @@ from engine.core import interpreter
 
 
 class Commits:
-    """Counts committed write transactions (read-only ones, ``db.reading()``, are not counted)."""
+    """Counts committed write transactions (read-only ones, ``db.reading()``, are not counted),
+    and statements committed on their own (``autocommitted``), which count as one each."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.count = 0
+        self.autocommitted: list[str] = []
         self._engine = engine
         sa.event.listen(engine, "commit", self._on_commit)
+        sa.event.listen(engine, "before_cursor_execute", self._on_statement)
 
     def _on_commit(self, conn) -> None:
         if conn.get_execution_options().get("ivr_write", True):
             self.count += 1
 
+    def _on_statement(self, conn, _cursor, statement, *_args) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            self.count += 1
+            self.autocommitted.append(statement)
+
     def close(self) -> None:
         sa.event.remove(self._engine, "commit", self._on_commit)
+        sa.event.remove(self._engine, "before_cursor_execute", self._on_statement)
 
 
 @pytest.fixture
@@ -44,9 +53,13 @@ def _stored(harness, session: str):
 def test_a_notification_that_sends_a_block_takes_two_commits(harness, commits):
     harness.answer("W1")
     commits.count = 0
+    commits.autocommitted.clear()
     response = harness.reply("W1", "play")
     assert response.status_code == 200 and response.get_json()["blocks"]
     assert commits.count == 2  # main transaction; then the block's result with the outcome
+    if harness.db.backend == "postgresql":  # the second as one statement: block and notification
+        assert len(commits.autocommitted) == 1
+        assert "UPDATE blocks" in commits.autocommitted[0] and "UPDATE notifications" in commits.autocommitted[0]
     row = _stored(harness, "W1")[-1]
     assert row.outcome == "accepted" and row.step == harness.step_of(harness.notify_url("W1"))  # the step it led to
     assert b"ivr_block=play" in row.body and row.dedupe_key

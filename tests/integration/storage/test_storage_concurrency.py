@@ -240,6 +240,11 @@ def _kill_pooled_connection(db: Database) -> None:
     try:
         with admin.connect() as conn:
             assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+            # pg_terminate_backend only signals: wait until the backend has told the client and gone
+            gone = sa.text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid")
+            deadline = time.monotonic() + 5
+            while not conn.execute(gone, {"pid": pid}).scalar() and time.monotonic() < deadline:
+                time.sleep(0.01)
     finally:
         admin.dispose()
 

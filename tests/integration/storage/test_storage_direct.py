@@ -100,3 +100,39 @@ def test_expanding_parameters_are_refused(db):
     statement = DirectStatement(sa.select(calls.c.id).where(calls.c.status.in_(sa.bindparam("s", expanding=True))))
     with pytest.raises(ValueError, match="expanding"), db.engine.connect() as conn:
         statement.execute(conn, {"s": ["active"]})
+
+
+def _sent_block_and_its_request(db):
+    insert_call(db, "S1")
+    with db.transaction() as tx:
+        tx.add_block("S1", 1, "menu", "gather", "ivr/middle/gather", {"msg": "x"}, status="sending")
+        notification_id, _ = tx.record_claimed("k", "POST /hoiio/notify", "POST", body=b"x", session="S1")
+    return notification_id
+
+
+SENT = {"session": "S1", "step": 1, "status": "sent", "http_status": 200, "provider_status": "success_ok",
+        "response": {"status": "success_ok"}, "duration_ms": 4.2, "attempts": 1, "error": None}
+
+
+def test_a_sent_block_and_the_outcome_of_its_notification_are_stored_together(db):
+    notification_id = _sent_block_and_its_request(db)
+    db.record_sent(SENT, {"notification_id": notification_id, "outcome": "accepted", "response": {"blocks": []},
+                          "step": 1, "duration_ms": 9})
+    block = db.blocks_for("S1")[0]
+    assert (block.status, block.provider_status, block.http_status, block.attempts) == ("sent", "success_ok", 200, 1)
+    assert block.response == {"status": "success_ok"} and block.duration_ms == 4 and block.sent_at is not None
+    stored = db.get_notification(notification_id)
+    assert (stored.outcome, stored.response, stored.step, stored.session) == ("accepted", {"blocks": []}, 1, "S1")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_failing_half_leaves_both_unwritten(db, database_url):
+    notification_id = _sent_block_and_its_request(db)
+    with pytest.raises(sa.exc.DataError):
+        db.record_sent({**SENT, "duration_ms": 3e9},  # beyond an INTEGER: the block's half fails
+                       {"notification_id": notification_id, "outcome": "accepted"})
+    assert db.blocks_for("S1")[0].status == "sending"
+    assert db.get_notification(notification_id).outcome is None
+    with pytest.raises(ValueError, match="session and step"), db.transaction() as tx:
+        tx.mark_block_and_finish({"block_id": 1, "status": "sent"}, {"notification_id": notification_id,
+                                                                      "outcome": "accepted"})
