@@ -435,10 +435,11 @@ class CallService:
             if row is not None:
                 early = self._decide(key, row, event)
         with self._main_transaction(pending) as tx:
-            if not self._store_request(tx, pending, dedupe, key, step):
+            pending.staged_id, claimed, row = tx.claim_and_lock(dedupe, **pending.raw, session=key, step=step,
+                                                                lock=key)
+            if not claimed:
                 return self._done_in(tx, pending, self._ignored(key, step, "duplicate",
                                                                 "this notification was already handled"))
-            row = tx.lock_call(key)
             if row is None:
                 raise Rejected(404, "invalid", "unknown session: no call with this session was started here",
                                key)
@@ -446,12 +447,12 @@ class CallService:
             decision = decision or self._decide(key, row, event)
             flow, result = decision.flow, decision.result
             if decision.new_state is not None:
-                tx.update_call(
-                    key, state=decision.new_state, node=result.state.node, step=result.state.step,
-                    status=result.state.status, outcome=result.state.outcome,
-                    billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
+                tx.update_call_and_queue(
+                    {"session": key, "state": decision.new_state, "node": result.state.node,
+                     "step": result.state.step, "status": result.state.status, "outcome": result.state.outcome,
+                     "billing": dict(result.state.billing) or None, "expected_row_version": row.row_version},
+                    self._outbox_rows(key, result.actions),
                 )
-                self._queue_blocks(tx, key, result.actions)
             if result.outcome.startswith("ignored"):
                 return self._done_in(tx, pending, self._ignored(key, step, "stale", result.outcome))
             if not result.actions:
@@ -506,12 +507,16 @@ class CallService:
         return errors
 
     def _queue_blocks(self, tx: Any, key: str, actions: tuple) -> None:
-        for action in actions:
-            if isinstance(action, Block):
-                # Recorded as already "sending": this worker sends it right after commit, and the
-                # recovery pass treats a "sending" block with no news as possibly lost.
-                tx.add_block(session=key, step=action.step, node=action.node, kind=action.kind,
-                             endpoint=action.endpoint, params=dict(action.params), status="sending")
+        for block in self._outbox_rows(key, actions):
+            tx.add_block(**block)
+
+    @staticmethod
+    def _outbox_rows(key: str, actions: tuple) -> list[dict[str, Any]]:
+        # Recorded as already "sending": this worker sends them right after commit, and the recovery
+        # pass treats a "sending" block with no news as possibly lost.
+        return [{"session": key, "step": action.step, "node": action.node, "kind": action.kind,
+                 "endpoint": action.endpoint, "params": dict(action.params), "status": "sending"}
+                for action in actions if isinstance(action, Block)]
 
     # ------------------------------------------------------------------ sending
     def _after_commit(self, flow: Flow, key: str, result: interpreter.Step, pending: _Pending | None = None) -> Outcome:

@@ -72,15 +72,17 @@ class _Plan:
             values.append(value if processor is None else processor(value))
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
-    def convert(self, dialect: sa.Dialect, description: Any, row: Sequence[Any]) -> dict[str, Any]:
+    def convert(self, dialect: sa.Dialect, cursor: Any, rows: list[Sequence[Any]]) -> list[dict[str, Any]]:
         processors = self.result_processors
         if processors is None:
+            # once: psycopg builds cursor.description anew, column by column, at every reading
             processors = self.result_processors = tuple(
                 type_.dialect_impl(dialect).result_processor(dialect, entry[1])
-                for (_key, type_), entry in zip(self.columns, description, strict=True)
+                for (_key, type_), entry in zip(self.columns, cursor.description, strict=True)
             )
-        return {key: value if processor is None else processor(value)
-                for (key, _type), processor, value in zip(self.columns, processors, row, strict=True)}
+        keys = [key for key, _type in self.columns]
+        return [{key: value if processor is None else processor(value)
+                 for key, processor, value in zip(keys, processors, row, strict=True)} for row in rows]
 
 
 class DirectResult:
@@ -132,9 +134,10 @@ class DirectStatement:
                     listener(conn, cursor, plan.sql, parameters, None, False)
             cursor.execute(plan.sql, parameters)
             rows: list[dict[str, Any]] = []
-            if plan.columns and cursor.description is not None:
-                description = cursor.description
-                rows = [plan.convert(dialect, description, row) for row in cursor.fetchall()]
+            if plan.columns:  # a SELECT, or DML with RETURNING
+                fetched = cursor.fetchall()
+                if fetched:
+                    rows = plan.convert(dialect, cursor, fetched)
             return DirectResult(cursor.rowcount, rows)
         except dialect.loaded_dbapi.Error as exc:
             _raise_wrapped(conn, plan.sql, parameters, exc, cursor)

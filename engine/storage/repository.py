@@ -397,6 +397,36 @@ def _insert_or_nothing(dialect: str, what: str) -> DirectStatement:
     return found
 
 
+def _claim_and_lock_statement() -> DirectStatement:
+    """PostgreSQL: ``record_claimed``'s INSERT and ``lock_call``'s SELECT ... FOR UPDATE in one
+    statement (the INSERT a data-modifying CTE): one row, ``claimed_id`` (NULL when the key was
+    already claimed) and the call's columns (NULL when there is no such call)."""
+    names = (*_NOTIFICATION_COLUMNS, "dedupe_key")
+    claimed = (postgresql.insert(notifications).values(**{name: _param(notifications.c[name]) for name in names})
+               .on_conflict_do_nothing(index_elements=["dedupe_key"])
+               .returning(notifications.c.id.label("claimed_id")).cte("claimed"))
+    locked = sa.select(calls).where(calls.c.session == sa.bindparam("key")).with_for_update().cte("locked")
+    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    return DirectStatement(sa.select(claimed.c.claimed_id, *locked.c)
+                           .select_from(one.outerjoin(claimed, sa.true()).outerjoin(locked, sa.true())))
+
+
+def _update_and_queue_statement() -> DirectStatement:
+    """PostgreSQL: ``update_call``'s UPDATE and one ``add_block``'s INSERT (block parameters named
+    ``block_<column>``) in one statement; the block is inserted only if the call was updated. One
+    row: ``updated`` (0 or 1) and ``block_id`` (NULL when not inserted)."""
+    updated = _UPDATE_CALL.statement.returning(calls.c.id).cte("updated")
+    values = sa.select(*[sa.bindparam(f"block_{name}", type_=blocks.c[name].type) for name in _BLOCK_COLUMNS])
+    queued = (postgresql.insert(blocks).from_select(list(_BLOCK_COLUMNS), values.where(sa.exists(updated.select())))
+              .on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id).cte("queued"))
+    return DirectStatement(sa.select(sa.select(sa.func.count()).select_from(updated).scalar_subquery().label("updated"),
+                                     sa.select(queued.c.id).scalar_subquery().label("block_id")))
+
+
+_CLAIM_AND_LOCK = _claim_and_lock_statement()
+_UPDATE_AND_QUEUE = _update_and_queue_statement()
+
+
 # ---------------------------------------------------------------------------------------- transaction
 class Transaction:
     """Queries on one open transaction. Obtained from ``db.transaction()`` (write) or
@@ -512,8 +542,31 @@ class Transaction:
         ``ended_at`` is set the first time ``status`` is ``"ended"``. Raises ``ConcurrentUpdate``
         when the row's ``row_version`` is not ``expected_row_version`` (or the row is gone)."""
         self._require_write()
+        params = self._update_params(session, state, node, step, status, outcome, billing,
+                                     expected_row_version=expected_row_version, caller=caller, called=called,
+                                     dest=dest, txn_ref=txn_ref)
+        if _UPDATE_CALL.execute(self.conn, params).rowcount != 1:
+            self._concurrent_update(session, expected_row_version)
+        return expected_row_version + 1
+
+    def _update_params(
+        self,
+        session: str,
+        state: Mapping[str, Any],
+        node: str | None,
+        step: int,
+        status: str,
+        outcome: str | None = None,
+        billing: Mapping[str, Any] | None = None,
+        *,
+        expected_row_version: int,
+        caller: str | None = None,
+        called: str | None = None,
+        dest: str | None = None,
+        txn_ref: str | None = None,
+    ) -> dict[str, Any]:
         now = self.now()
-        params = {
+        return {
             "key": session,
             "expected": expected_row_version,
             "state": dict(state),
@@ -530,12 +583,30 @@ class Transaction:
             "dest": dest,
             "txn_ref": txn_ref,
         }
-        if _UPDATE_CALL.execute(self.conn, params).rowcount != 1:
-            actual = self.conn.execute(
-                sa.select(calls.c.row_version).where(calls.c.session == session)
-            ).scalar_one_or_none()
-            raise ConcurrentUpdate(session, expected_row_version, actual)
-        return expected_row_version + 1
+
+    def _concurrent_update(self, session: str, expected_row_version: int) -> None:
+        query = sa.select(calls.c.row_version).where(calls.c.session == session)
+        actual = self.conn.execute(query).scalar_one_or_none()
+        raise ConcurrentUpdate(session, expected_row_version, actual)
+
+    def update_call_and_queue(self, update: Mapping[str, Any], queue: Sequence[Mapping[str, Any]] = ()) -> int:
+        """``update_call(**update)``, then ``add_block(**block)`` for each of ``queue``; returns the
+        new ``row_version``. On PostgreSQL an update with one block is one statement."""
+        if len(queue) != 1 or self.conn.dialect.name != "postgresql":
+            version = self.update_call(**update)
+            for block in queue:
+                self.add_block(**block)
+            return version
+        self._require_write()
+        params = self._update_params(**update)
+        session, expected = params["key"], params["expected"]
+        params.update({f"block_{name}": value for name, value in self._block_params(**queue[0]).items()})
+        found = _UPDATE_AND_QUEUE.execute(self.conn, params).first() or {}
+        if found.get("updated") != 1:
+            self._concurrent_update(session, expected)
+        if found.get("block_id") is None:
+            raise DuplicateBlock(queue[0]["session"], queue[0]["step"])
+        return expected + 1
 
     def list_calls(self, limit: int = 50, status: str | Collection[str] | None = None) -> list[CallRow]:
         """Most recently updated first."""
@@ -607,6 +678,36 @@ class Transaction:
             return int(found), True
         values.update(outcome=None, reason=None, response=None, duration_ms=None)
         return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False
+
+    def claim_and_lock(
+        self,
+        dedupe_key: str,
+        route: str,
+        method: str,
+        query_string: str = "",
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        body: bytes | str = b"",
+        *,
+        session: str | None = None,
+        step: int | None = None,
+        received_at: datetime | None = None,
+        lock: str,
+    ) -> tuple[int, bool, CallRow | None]:
+        """``record_claimed(...)``, then, if claimed, ``lock_call(lock)``: ``(id, claimed, row)``,
+        ``row`` None when not claimed or when there is no such call. On PostgreSQL one statement."""
+        if self.conn.dialect.name != "postgresql":
+            found_id, claimed = self.record_claimed(dedupe_key, route, method, query_string, headers, body,
+                                                    session=session, step=step, received_at=received_at)
+            return found_id, claimed, self.lock_call(lock) if claimed else None
+        self._require_write()
+        values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
+                                           received_at=received_at)
+        found = _CLAIM_AND_LOCK.execute(self.conn, {**values, "dedupe_key": dedupe_key, "key": lock}).first()
+        if found is None or found["claimed_id"] is None:
+            values.update(outcome=None, reason=None, response=None, duration_ms=None)
+            return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False, None
+        claimed_id = found.pop("claimed_id")
+        return int(claimed_id), True, None if found["id"] is None else CallRow(**found)
 
     def _notification_values(
         self,
@@ -728,13 +829,30 @@ class Transaction:
         not contain ``access_token``/``app_id``. Raises ``DuplicateBlock`` when (session, step) is
         already queued; the transaction stays usable."""
         self._require_write()
+        query = _insert_or_nothing(self.conn.dialect.name, "block")
+        block_id = query.execute(self.conn, self._block_params(session, step, node, kind, endpoint, params,
+                                                              status=status)).scalar()
+        if block_id is None:
+            raise DuplicateBlock(session, step)
+        return int(block_id)
+
+    def _block_params(
+        self,
+        session: str,
+        step: int,
+        node: str,
+        kind: str,
+        endpoint: str,
+        params: Mapping[str, str] | Iterable[tuple[str, str]],
+        *,
+        status: str = "pending",
+    ) -> dict[str, Any]:
         params = dict(params.items() if isinstance(params, Mapping) else params)
         leaked = FORBIDDEN_BLOCK_PARAMS.intersection(params)
         if leaked:
             raise ValueError(f"block parameters must not contain {', '.join(sorted(leaked))}")
         now = self.now()
-        query = _insert_or_nothing(self.conn.dialect.name, "block")
-        block_id = query.execute(self.conn, {
+        return {
             "session": session,
             "step": step,
             "node": node,
@@ -745,10 +863,7 @@ class Transaction:
             "created_at": now,
             "updated_at": now,
             "attempts": 1 if status == "sending" else 0,
-        }).scalar()
-        if block_id is None:
-            raise DuplicateBlock(session, step)
-        return int(block_id)
+        }
 
     def mark_block(
         self,

@@ -2,8 +2,9 @@
 
 The request path stores the raw notification, the claim of its dedupe key, the call's new state
 and the outbox in one transaction, and the provider's answers with the outcome in a second one
-(none when nothing was sent; on PostgreSQL a single statement committed on its own). Whatever happens, the notification ends up stored exactly once, with
-its outcome: these tests count commits and read back the rows.
+(none when nothing was sent; on PostgreSQL a single statement committed on its own). Whatever
+happens, the notification ends up stored exactly once, with its outcome: these tests count commits
+and read back the rows.
 """
 
 from __future__ import annotations

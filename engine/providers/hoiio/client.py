@@ -264,8 +264,8 @@ class HoiioClient:
             error=outcome.error,
             resent=resent,
         )
-        if ok:
-            log.info("hoiio %s: %s after %d attempt(s)", endpoint, result.status, attempts)
+        if ok:  # debug: the notification's own log line lists what was sent
+            log.debug("hoiio %s: %s after %d attempt(s)", endpoint, result.status, attempts)
         elif result.category is Category.AUTH:
             log.error(
                 "hoiio %s rejected the credentials of app %s: %s (%s)",

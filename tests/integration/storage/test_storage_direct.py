@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from storage_helpers import insert_call
 
 from engine.storage.direct import DirectStatement
+from engine.storage.errors import ConcurrentUpdate, DuplicateBlock
 from engine.storage.repository import CallRow
 from engine.storage.tables import blocks, calls, notifications
 
@@ -136,3 +137,59 @@ def test_on_postgresql_a_failing_half_leaves_both_unwritten(db, database_url):
     with pytest.raises(ValueError, match="session and step"), db.transaction() as tx:
         tx.mark_block_and_finish({"block_id": 1, "status": "sent"}, {"notification_id": notification_id,
                                                                       "outcome": "accepted"})
+
+
+# ---------------------------------------------------------------- folded statements (one on PostgreSQL)
+def test_claim_and_lock_claims_the_key_and_returns_the_call(db):
+    insert_call(db, "S1")
+    with db.transaction() as tx:
+        first, claimed, row = tx.claim_and_lock("k1", "POST /hoiio/notify", "POST", body=b"a", session="S1",
+                                                step=1, lock="S1")
+    assert claimed and row == db.get_call("S1")
+    with db.transaction() as tx:
+        again, claimed_again, row_again = tx.claim_and_lock("k1", "POST /hoiio/notify", "POST", body=b"a",
+                                                            session="S1", step=1, lock="S1")
+        _, fresh, missing = tx.claim_and_lock("k2", "POST /hoiio/notify", "POST", body=b"b", lock="nobody")
+    assert (claimed_again, row_again) == (False, None)
+    assert again > first and db.get_notification(again).dedupe_key is None  # stored, unclaimed
+    assert db.get_notification(first).dedupe_key == "k1" and db.get_notification(first).session == "S1"
+    assert fresh and missing is None
+
+
+def _update(version: int, **changes):
+    return {"session": "S1", "state": {"n": version}, "node": "menu", "step": version + 1, "status": "active",
+            "expected_row_version": version, **changes}
+
+
+def _block(step: int) -> dict:
+    return {"session": "S1", "step": step, "node": "menu", "kind": "gather", "endpoint": "ivr/middle/gather",
+            "params": {"msg": "Press 1"}, "status": "sending"}
+
+
+def test_update_and_queue_stores_the_state_and_the_block(db):
+    insert_call(db, "S1")
+    with db.transaction() as tx:
+        assert tx.update_call_and_queue(_update(1, caller="+6591234567"), [_block(2)]) == 2
+    call = db.get_call("S1")
+    assert (call.row_version, call.step, call.state, call.caller) == (2, 2, {"n": 1}, "+6591234567")
+    (block,) = db.blocks_for("S1")
+    assert (block.step, block.status, block.attempts, block.params) == (2, "sending", 1, {"msg": "Press 1"})
+
+
+def test_update_and_queue_refuses_a_stale_version_and_queues_nothing(db):
+    insert_call(db, "S1")
+    with pytest.raises(ConcurrentUpdate), db.transaction() as tx:
+        tx.update_call_and_queue(_update(7), [_block(2)])
+    with db.transaction() as tx:
+        with pytest.raises(ConcurrentUpdate):
+            tx.update_call_and_queue(_update(7), [_block(2)])
+        assert tx.conn.execute(sa.select(sa.func.count()).select_from(blocks)).scalar() == 0
+
+
+def test_update_and_queue_refuses_a_block_already_queued(db):
+    insert_call(db, "S1")
+    with db.transaction() as tx:
+        tx.add_block(**_block(2))
+    with pytest.raises(DuplicateBlock), db.transaction() as tx:
+        tx.update_call_and_queue(_update(1), [_block(2)])
+    assert db.get_call("S1").row_version == 1  # rolled back with the transaction
