@@ -258,8 +258,7 @@ class CallService:
         to the blocks sent, and the request with its outcome (or just the outcome)."""
         if pending.record_id is not None and pending.finished and not pending.marks:
             return
-        if (pending.record_id is not None and not pending.finished and len(pending.marks) == 1
-                and "block_id" not in pending.marks[0]):
+        if pending.record_id is not None and not pending.finished and len(pending.marks) == 1:
             # the usual case: one block sent; on PostgreSQL a single statement
             self.db.record_sent(pending.marks[0], self._finish_values(pending.record_id, outcome, pending))
             pending.marks.clear()
@@ -447,11 +446,11 @@ class CallService:
             decision = decision or self._decide(key, row, event)
             flow, result = decision.flow, decision.result
             if decision.new_state is not None:
-                tx.update_call_and_queue(
-                    {"session": key, "state": decision.new_state, "node": result.state.node,
-                     "step": result.state.step, "status": result.state.status, "outcome": result.state.outcome,
-                     "billing": dict(result.state.billing) or None, "expected_row_version": row.row_version},
-                    self._outbox_rows(key, result.actions),
+                tx.update_call(
+                    key, state=decision.new_state, node=result.state.node, step=result.state.step,
+                    status=result.state.status, outcome=result.state.outcome,
+                    billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
+                    queue=self._outbox_rows(key, result.actions),
                 )
             if result.outcome.startswith("ignored"):
                 return self._done_in(tx, pending, self._ignored(key, step, "stale", result.outcome))

@@ -642,20 +642,27 @@ class Database:
             conn.execution_options(**{_WRITE_OPTION: write})
             tx = Transaction(conn, self.clock, write=write)
             try:
-                with turn:
-                    drained: list[_Sent] = []
-                    try:
-                        with conn.begin():
-                            yield tx
-                            if write and self._sent_queue:
-                                drained = self._write_sent(tx)
-                    except BaseException:
-                        self._requeue_sent(drained)
-                        raise
-                    for item in drained:  # committed; marked while the turn is still held
-                        item.done = True
+                with turn, self._committing(conn, tx):
+                    yield tx
             finally:
                 tx.close()
+
+    @contextmanager
+    def _committing(self, conn: sa.Connection, tx: Transaction, own: _Sent | None = None) -> Iterator[None]:
+        """``conn.begin()`` around the body; in a write transaction the queued results of sent
+        blocks (``record_sent``) are written after the body, in the same commit, and marked done
+        once it succeeded (still inside the caller's writer turn)."""
+        drained: list[_Sent] = []
+        try:
+            with conn.begin():
+                yield
+                if tx.write and (own is not None or self._sent_queue):
+                    drained = self._write_sent(tx, own=own)
+        except BaseException:
+            self._requeue_sent([item for item in drained if item is not own])
+            raise
+        for item in drained:
+            item.done = True
 
     @contextmanager
     def _write_guard(self) -> Iterator[None]:
@@ -752,13 +759,10 @@ class Database:
     def record_sent(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> None:
         """A block's send result and the outcome of the notification that led to it, stored
         together (``tx.mark_block_and_finish``). On PostgreSQL this is one statement committed on
-        its own: one round trip instead of BEGIN, two statements and COMMIT."""
+        its own: one round trip instead of BEGIN, two statements and COMMIT. On SQLite, group
+        commit (``_record_sent_sqlite``)."""
         if self.writers is not None:
             self._record_sent_sqlite(_Sent(mark, finish))
-            return
-        if self.backend != "postgresql":
-            with self.transaction() as tx:
-                tx.mark_block_and_finish(mark, finish)
             return
         with self._write_guard(), translated_errors(self.url), self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -781,17 +785,11 @@ class Database:
             if not mine:
                 return
             tx = Transaction(conn, self.clock)
-            drained: list[_Sent] = []
             try:
-                with conn.begin():
-                    drained = self._write_sent(tx, own=item)
-            except BaseException:
-                self._requeue_sent([other for other in drained if other is not item])
-                raise  # this one is not queued again: its caller gets the error
+                with self._committing(conn, tx, own=item):  # a failure of this one reaches its caller
+                    pass
             finally:
                 tx.close()
-            for other in drained:
-                other.done = True
 
     def _write_sent(self, tx: Transaction, own: _Sent | None = None) -> list[_Sent]:
         """Write the queued results in ``tx``; returns those written. One that fails in another's

@@ -140,14 +140,13 @@ class DirectStatement:
                     rows = plan.convert(dialect, cursor, fetched)
             return DirectResult(cursor.rowcount, rows)
         except dialect.loaded_dbapi.Error as exc:
-            _raise_wrapped(conn, plan.sql, parameters, exc, cursor)
-            raise  # not reached
+            raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
         finally:
             cursor.close()
 
 
-def _raise_wrapped(conn: sa.Connection, sql: str, parameters: Any, exc: Exception, cursor: Any) -> None:
-    """Raise a driver error as SQLAlchemy would: a ``DBAPIError`` subclass; a lost connection is
+def _wrapped(conn: sa.Connection, sql: str, parameters: Any, exc: Exception, cursor: Any) -> sa.exc.DBAPIError:
+    """A driver error as SQLAlchemy raises it: a ``DBAPIError`` subclass; a lost connection is
     invalidated first, so the pool replaces it."""
     dialect = conn.dialect
     lost = False
@@ -155,6 +154,6 @@ def _raise_wrapped(conn: sa.Connection, sql: str, parameters: Any, exc: Exceptio
         lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
     if lost:
         conn.invalidate(exc)
-    raise sa.exc.DBAPIError.instance(
+    return sa.exc.DBAPIError.instance(
         sql, parameters, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
-    ) from exc
+    )

@@ -412,7 +412,7 @@ def _claim_and_lock_statement() -> DirectStatement:
 
 
 def _update_and_queue_statement() -> DirectStatement:
-    """PostgreSQL: ``update_call``'s UPDATE and one ``add_block``'s INSERT (block parameters named
+    """PostgreSQL: ``update_call``'s UPDATE and the INSERT of the one block it queues (block parameters named
     ``block_<column>``) in one statement; the block is inserted only if the call was updated. One
     row: ``updated`` (0 or 1) and ``block_id`` (NULL when not inserted)."""
     updated = _UPDATE_CALL.statement.returning(calls.c.id).cte("updated")
@@ -534,39 +534,20 @@ class Transaction:
         called: str | None = None,
         dest: str | None = None,
         txn_ref: str | None = None,
+        queue: Sequence[Mapping[str, Any]] = (),
     ) -> int:
         """Store a call's new state; returns the new ``row_version``.
 
         ``state``, ``node``, ``step``, ``status``, ``outcome`` and ``billing`` are written as given
         (they mirror the state); ``caller``/``called``/``dest``/``txn_ref`` only when not None.
         ``ended_at`` is set the first time ``status`` is ``"ended"``. Raises ``ConcurrentUpdate``
-        when the row's ``row_version`` is not ``expected_row_version`` (or the row is gone)."""
-        self._require_write()
-        params = self._update_params(session, state, node, step, status, outcome, billing,
-                                     expected_row_version=expected_row_version, caller=caller, called=called,
-                                     dest=dest, txn_ref=txn_ref)
-        if _UPDATE_CALL.execute(self.conn, params).rowcount != 1:
-            self._concurrent_update(session, expected_row_version)
-        return expected_row_version + 1
+        when the row's ``row_version`` is not ``expected_row_version`` (or the row is gone).
 
-    def _update_params(
-        self,
-        session: str,
-        state: Mapping[str, Any],
-        node: str | None,
-        step: int,
-        status: str,
-        outcome: str | None = None,
-        billing: Mapping[str, Any] | None = None,
-        *,
-        expected_row_version: int,
-        caller: str | None = None,
-        called: str | None = None,
-        dest: str | None = None,
-        txn_ref: str | None = None,
-    ) -> dict[str, Any]:
+        ``queue``: blocks to add (``add_block`` arguments) once the call is updated; on PostgreSQL
+        an update with one block is one statement."""
+        self._require_write()
         now = self.now()
-        return {
+        params = {
             "key": session,
             "expected": expected_row_version,
             "state": dict(state),
@@ -583,30 +564,24 @@ class Transaction:
             "dest": dest,
             "txn_ref": txn_ref,
         }
+        if len(queue) == 1 and self.conn.dialect.name == "postgresql":
+            params.update({f"block_{name}": value for name, value in self._block_params(**queue[0]).items()})
+            found = _UPDATE_AND_QUEUE.execute(self.conn, params).first() or {}
+            if found.get("updated") != 1:
+                self._concurrent_update(session, expected_row_version)
+            if found.get("block_id") is None:
+                raise DuplicateBlock(queue[0]["session"], queue[0]["step"])
+            return expected_row_version + 1
+        if _UPDATE_CALL.execute(self.conn, params).rowcount != 1:
+            self._concurrent_update(session, expected_row_version)
+        for block in queue:
+            self.add_block(**block)
+        return expected_row_version + 1
 
     def _concurrent_update(self, session: str, expected_row_version: int) -> None:
         query = sa.select(calls.c.row_version).where(calls.c.session == session)
         actual = self.conn.execute(query).scalar_one_or_none()
         raise ConcurrentUpdate(session, expected_row_version, actual)
-
-    def update_call_and_queue(self, update: Mapping[str, Any], queue: Sequence[Mapping[str, Any]] = ()) -> int:
-        """``update_call(**update)``, then ``add_block(**block)`` for each of ``queue``; returns the
-        new ``row_version``. On PostgreSQL an update with one block is one statement."""
-        if len(queue) != 1 or self.conn.dialect.name != "postgresql":
-            version = self.update_call(**update)
-            for block in queue:
-                self.add_block(**block)
-            return version
-        self._require_write()
-        params = self._update_params(**update)
-        session, expected = params["key"], params["expected"]
-        params.update({f"block_{name}": value for name, value in self._block_params(**queue[0]).items()})
-        found = _UPDATE_AND_QUEUE.execute(self.conn, params).first() or {}
-        if found.get("updated") != 1:
-            self._concurrent_update(session, expected)
-        if found.get("block_id") is None:
-            raise DuplicateBlock(queue[0]["session"], queue[0]["step"])
-        return expected + 1
 
     def list_calls(self, limit: int = 50, status: str | Collection[str] | None = None) -> list[CallRow]:
         """Most recently updated first."""
@@ -679,29 +654,16 @@ class Transaction:
         values.update(outcome=None, reason=None, response=None, duration_ms=None)
         return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False
 
-    def claim_and_lock(
-        self,
-        dedupe_key: str,
-        route: str,
-        method: str,
-        query_string: str = "",
-        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        body: bytes | str = b"",
-        *,
-        session: str | None = None,
-        step: int | None = None,
-        received_at: datetime | None = None,
-        lock: str,
-    ) -> tuple[int, bool, CallRow | None]:
-        """``record_claimed(...)``, then, if claimed, ``lock_call(lock)``: ``(id, claimed, row)``,
-        ``row`` None when not claimed or when there is no such call. On PostgreSQL one statement."""
+    def claim_and_lock(self, dedupe_key: str, *request: Any, lock: str,
+                       **details: Any) -> tuple[int, bool, CallRow | None]:
+        """``record_claimed(dedupe_key, *request, **details)``, then, if claimed, ``lock_call(lock)``:
+        ``(id, claimed, row)``, ``row`` None when not claimed or when there is no such call. On
+        PostgreSQL one statement."""
         if self.conn.dialect.name != "postgresql":
-            found_id, claimed = self.record_claimed(dedupe_key, route, method, query_string, headers, body,
-                                                    session=session, step=step, received_at=received_at)
+            found_id, claimed = self.record_claimed(dedupe_key, *request, **details)
             return found_id, claimed, self.lock_call(lock) if claimed else None
         self._require_write()
-        values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
-                                           received_at=received_at)
+        values = self._notification_values(*request, **details)
         found = _CLAIM_AND_LOCK.execute(self.conn, {**values, "dedupe_key": dedupe_key, "key": lock}).first()
         if found is None or found["claimed_id"] is None:
             values.update(outcome=None, reason=None, response=None, duration_ms=None)
@@ -713,13 +675,13 @@ class Transaction:
         self,
         route: str,
         method: str,
-        query_string: str,
-        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
-        body: bytes | str,
+        query_string: str = "",
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        body: bytes | str = b"",
         *,
-        session: str | None,
-        step: int | None,
-        received_at: datetime | None,
+        session: str | None = None,
+        step: int | None = None,
+        received_at: datetime | None = None,
     ) -> dict[str, Any]:
         return {
             "received_at": received_at or self.now(),

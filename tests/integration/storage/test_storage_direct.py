@@ -166,30 +166,30 @@ def _block(step: int) -> dict:
             "params": {"msg": "Press 1"}, "status": "sending"}
 
 
-def test_update_and_queue_stores_the_state_and_the_block(db):
+def test_update_call_with_a_queued_block_stores_the_state_and_the_block(db):
     insert_call(db, "S1")
     with db.transaction() as tx:
-        assert tx.update_call_and_queue(_update(1, caller="+6591234567"), [_block(2)]) == 2
+        assert tx.update_call(**_update(1, caller="+6591234567"), queue=[_block(2)]) == 2
     call = db.get_call("S1")
     assert (call.row_version, call.step, call.state, call.caller) == (2, 2, {"n": 1}, "+6591234567")
     (block,) = db.blocks_for("S1")
     assert (block.step, block.status, block.attempts, block.params) == (2, "sending", 1, {"msg": "Press 1"})
 
 
-def test_update_and_queue_refuses_a_stale_version_and_queues_nothing(db):
+def test_update_call_with_a_queued_block_refuses_a_stale_version_and_queues_nothing(db):
     insert_call(db, "S1")
     with pytest.raises(ConcurrentUpdate), db.transaction() as tx:
-        tx.update_call_and_queue(_update(7), [_block(2)])
+        tx.update_call(**_update(7), queue=[_block(2)])
     with db.transaction() as tx:
         with pytest.raises(ConcurrentUpdate):
-            tx.update_call_and_queue(_update(7), [_block(2)])
+            tx.update_call(**_update(7), queue=[_block(2)])
         assert tx.conn.execute(sa.select(sa.func.count()).select_from(blocks)).scalar() == 0
 
 
-def test_update_and_queue_refuses_a_block_already_queued(db):
+def test_update_call_with_a_queued_block_refuses_a_block_already_queued(db):
     insert_call(db, "S1")
     with db.transaction() as tx:
         tx.add_block(**_block(2))
     with pytest.raises(DuplicateBlock), db.transaction() as tx:
-        tx.update_call_and_queue(_update(1), [_block(2)])
+        tx.update_call(**_update(1), queue=[_block(2)])
     assert db.get_call("S1").row_version == 1  # rolled back with the transaction

@@ -40,6 +40,11 @@ def load(name: str) -> f.Flow:
     return flow
 
 
+def declared_inputs(name: str) -> dict:
+    """The ``inputs`` an outbound example declares, as written in its YAML."""
+    return load_document((ROOT / "flows" / f"{name}.yaml").read_bytes(), "x").data["inputs"]
+
+
 def test_auto_attendant() -> None:
     flow = load("auto_attendant")
     assert flow.numbers == ("+6531580000",)
@@ -72,7 +77,7 @@ def test_booking_confirmation() -> None:
     assert flow.outbound
     dial = flow.nodes[flow.start]
     assert isinstance(dial, f.Dial)
-    inputs = load_document((ROOT / "flows" / "booking_confirmation.yaml").read_bytes(), "x").data["inputs"]
+    inputs = declared_inputs("booking_confirmation")
     assert {"customer_name", "booking_id", "booking_date", "booking_time"} <= set(inputs)
     menu = flow.nodes[flow.nodes[dial.answered].exits()["next"]]
     assert isinstance(menu, f.Menu) and set(menu.options) == {"1", "2"}
@@ -98,7 +103,7 @@ def test_click_to_call_asks_the_agent_before_ringing_the_visitor() -> None:
     assert flow.outbound
     dial = flow.nodes[flow.start]
     assert isinstance(dial, f.Dial)
-    inputs = load_document((ROOT / "flows" / "click_to_call.yaml").read_bytes(), "x").data["inputs"]
+    inputs = declared_inputs("click_to_call")
     assert {"visitor_number", "visitor_name"} <= set(inputs)
     whisper = flow.nodes[dial.answered]
     assert isinstance(whisper, f.Play)
@@ -135,7 +140,7 @@ def test_conference_outgoing_puts_the_organiser_into_the_participants_room() -> 
     assert join.to.render(meeting) == f"room:{conference.room.render(meeting)}"
     assert join.room_profile in ("music", "ringing")
     assert join.on_failure == "continue" and join.failed
-    inputs = load_document((ROOT / "flows" / "conference_outgoing.yaml").read_bytes(), "x").data["inputs"]
+    inputs = declared_inputs("conference_outgoing")
     assert conference.numbers.variables() == {"participants"} and "participants" in inputs
     for result in ("unanswered", "busy", "failed"):
         assert isinstance(flow.nodes[dial.exits()[result]], f.Http)
