@@ -14,8 +14,10 @@ Order of work for every notification (nothing is lost, nothing is done twice):
    step and is ignored. When nothing is to be sent, the outcome is stored here too: one commit.
 5. After commit the blocks are sent. A refusal from the provider is fed back to the interpreter as
    ``ProviderRejected`` (again one transaction), which may issue the error handler's block.
-6. One more transaction stores what the provider answered for each block and the request's
-   outcome. (A worker dying before it leaves the blocks ``sending``: the recovery pass resends.)
+6. What the provider answered for each block and the request's outcome are stored together, one
+   transaction for several blocks; for the usual single block, written behind
+   (``Database.record_sent``), so the answer does not wait for that commit. (A worker dying before
+   it leaves the blocks ``sending``: the recovery pass resends.)
 
 May import engine.core, engine.flowfile (via the registry), engine.providers, engine.storage.
 Never Flask: the web layer hands over an ``Inbound`` value.
@@ -259,7 +261,7 @@ class CallService:
         if pending.record_id is not None and pending.finished and not pending.marks:
             return
         if pending.record_id is not None and not pending.finished and len(pending.marks) == 1:
-            # the usual case: one block sent; on PostgreSQL a single statement
+            # the usual case: one block sent; written behind (the answer does not wait for it)
             self.db.record_sent(pending.marks[0], self._finish_values(pending.record_id, outcome, pending))
             pending.marks.clear()
             return
@@ -430,7 +432,7 @@ class CallService:
             # SQLite has one writer at a time: while another holds the turn, decide from a snapshot,
             # so that the turn is then held for the writes only. The decision is used if the row is
             # still that version once locked (else it is taken again under the lock).
-            row = self.db.get_call(key)
+            row = self.db.get_call(key, settled=False)
             if row is not None:
                 early = self._decide(key, row, event)
         with self._main_transaction(pending) as tx:

@@ -43,6 +43,7 @@ May import engine.core, engine.storage, sqlalchemy, alembic (lazily, for ``open`
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
@@ -100,6 +101,8 @@ IDLE_PING_S = 2.0
 #: checkpoints anyway (SQLite's default is 1,000).
 CHECKPOINT_INTERVAL_S = 0.5
 AUTOCHECKPOINT_PAGES = 10_000
+#: SQLite: how long sent blocks' results wait for a write transaction to carry them (``record_sent``).
+SENT_LINGER_S = 0.02
 
 
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
@@ -426,13 +429,112 @@ class WriterQueue:
 class _Sent:
     """A sent block's result and its notification's outcome, queued for a write (``record_sent``)."""
 
-    __slots__ = ("done", "failed", "finish", "mark")
+    __slots__ = ("alone", "finish", "mark")
 
     def __init__(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> None:
         self.mark = mark
         self.finish = finish
-        self.done = False  # committed
-        self.failed = False  # failed in another's transaction: its own caller writes it alone
+        self.alone = False  # failed in a transaction with others: written in one of its own
+
+
+class _SentQueue:
+    """The results ``record_sent`` has not written yet, in one process: a list, the items taken
+    by a transaction not yet committed, and the writer thread's stop signal."""
+
+    def __init__(self, linger_s: float = 0.0) -> None:
+        self.pid = os.getpid()
+        self.linger_s = linger_s
+        self.items: list[_Sent] = []
+        self.taken = 0
+        self.urgent = 0  # callers of settle_sent waiting: no lingering
+        self.cond = threading.Condition()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def put(self, item: _Sent) -> None:
+        with self.cond:
+            self.items.append(item)
+            self.cond.notify_all()
+
+    def take(self, *, alone: bool | None = None) -> list[_Sent]:
+        """Take the queued items (only those with ``alone`` equal to it, when given)."""
+        with self.cond:
+            if alone is None:
+                taken, self.items = self.items, []
+            else:
+                taken = [item for item in self.items if item.alone == alone]
+                self.items = [item for item in self.items if item.alone != alone]
+            self.taken += len(taken)
+            return taken
+
+    def settle(self, taken: list[_Sent], back: list[_Sent]) -> None:
+        """``taken`` are no longer in a transaction; ``back`` (some of them) go back to the queue."""
+        with self.cond:
+            self.taken -= len(taken)
+            self.items[:0] = back
+            self.cond.notify_all()
+
+    def empty(self) -> bool:
+        return not self.items and not self.taken
+
+    def wait_empty(self, timeout_s: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(self.empty, timeout_s)
+
+    def linger(self) -> bool:
+        """Give another write transaction up to ``linger_s`` to take the items; True if some are
+        still queued (and nobody is waiting for them, or the time is up)."""
+        with self.cond:
+            self.cond.wait_for(lambda: not self.items or self.urgent or self.stop.is_set(), self.linger_s)
+            return bool(self.items)
+
+    def wait_work(self, timeout_s: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: bool(self.items) or self.stop.is_set(), timeout_s)
+
+
+#: Databases whose ``record_sent`` queue is written at interpreter exit (a gunicorn worker's graceful
+#: shutdown ends with ``sys.exit``).
+_SETTLE_AT_EXIT: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _settle_at_exit() -> None:
+    for db in list(_SETTLE_AT_EXIT):
+        try:
+            if not db.settle_sent(2.0):
+                log.error("exiting with %d sent block result(s) not stored", len(db._sent.items))
+        except Exception:  # noqa: BLE001 - exiting anyway
+            log.exception("storing sent blocks' results at exit failed")
+
+
+def _write_sent_behind(owner: weakref.ref, queue: _SentQueue) -> None:
+    """The writer thread of ``record_sent``: writes what is queued, as soon as it is queued, in as
+    few transactions as there are moments the database lets it write. A database outage keeps the
+    results queued and retries, pausing 0.05 s and up to 2 s in between. Ends with its ``Database``
+    (closed, disposed or gone)."""
+    pause = 0.0
+    while not queue.stop.is_set():
+        if pause:
+            queue.stop.wait(pause)
+        if not queue.wait_work(1.0) or queue.stop.is_set():
+            continue
+        if queue.linger_s and not queue.linger():
+            continue  # another transaction wrote them
+        db = owner()
+        if db is None:
+            return
+        try:
+            db._flush_sent()
+            pause = 0.0
+        except StorageError as exc:
+            pause = min(max(pause * 2, 0.05), 2.0)
+            log.error("could not store the results of %d sent block(s) yet (retrying in %.2f s): %s",
+                      len(queue.items), pause, exc)
+        except Exception:  # noqa: BLE001 - the thread must outlive a bug; what it failed to write is logged
+            pause = 0.05
+            log.exception("storing the results of sent blocks failed")
+        del db
 
 
 def _first_line(exc: BaseException) -> str:
@@ -515,10 +617,10 @@ class Database:
             echo=echo,
         )
         self.clock = clock or _utcnow
+        self._lock_timeout_s = lock_timeout_ms / 1000
         self._local = threading.local()
-        #: SQLite: sent blocks' results waiting for the next write transaction of this process
-        #: (see ``record_sent``)
-        self._sent_queue: list[_Sent] = []
+        #: sent blocks' results not written yet (see ``record_sent``)
+        self._sent = _SentQueue(self._sent_linger_s())
         self._sent_guard = threading.Lock()
         #: SQLite: where writers take turns (see ``WriterQueue``); None on PostgreSQL
         self.writers: WriterQueue | None = None
@@ -585,13 +687,19 @@ class Database:
     def dispose(self) -> None:
         """Forget pooled connections inherited from the parent process without closing them (call
         in the child after fork, e.g. gunicorn ``post_fork``). The WAL checkpoints' thread stops
-        too; the next write starts it again."""
+        too; the next write starts it again. Results of sent blocks queued by the parent are the
+        parent's to write: the child starts with none."""
         if self.checkpoints is not None:
             self.checkpoints.stop()
+        self._sent.stop.set()
+        self._sent = _SentQueue(self._sent_linger_s())
         self.engine.dispose(close=False)
 
-    def close(self) -> None:
-        """Close every pooled connection (shutdown, tests)."""
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what ``record_sent`` still holds (waiting up to ``timeout_s``), then close every
+        pooled connection (shutdown, tests)."""
+        self.settle_sent(timeout_s)
+        self._sent.stop.set()
         if self.checkpoints is not None:
             self.checkpoints.stop()
         self.engine.dispose()
@@ -628,8 +736,12 @@ class Database:
                 yield tx
 
     @contextmanager
-    def reading(self) -> Iterator[Transaction]:
-        """A read-only transaction (deferred ``BEGIN`` on SQLite: never waits for writers in WAL mode)."""
+    def reading(self, *, settled: bool = True) -> Iterator[Transaction]:
+        """A read-only transaction (deferred ``BEGIN`` on SQLite: never waits for writers in WAL mode).
+        It sees what this process wrote, ``record_sent`` included: it first waits (up to the lock
+        timeout) for the results still queued there, unless ``settled=False``."""
+        if settled and not self._sent.empty() and self._sent.pid == os.getpid():
+            self.settle_sent()
         with self._transaction(write=False) as tx:
             yield tx
 
@@ -648,21 +760,40 @@ class Database:
                 tx.close()
 
     @contextmanager
-    def _committing(self, conn: sa.Connection, tx: Transaction, own: _Sent | None = None) -> Iterator[None]:
-        """``conn.begin()`` around the body; in a write transaction the queued results of sent
-        blocks (``record_sent``) are written after the body, in the same commit, and marked done
-        once it succeeded (still inside the caller's writer turn)."""
-        drained: list[_Sent] = []
+    def _committing(self, conn: sa.Connection, tx: Transaction, *, drain: bool = False) -> Iterator[None]:
+        """``conn.begin()`` around the body. On SQLite, a write transaction also writes the queued
+        results of sent blocks (``record_sent``) after the body, in the same commit: on the single
+        write lock one commit then serves several notifications. ``drain``: write them on any
+        backend (the writer thread of ``record_sent``)."""
+        queue = self._sent
+        taken: list[_Sent] = []
+        back: list[_Sent] = []
         try:
             with conn.begin():
                 yield
-                if tx.write and (own is not None or self._sent_queue):
-                    drained = self._write_sent(tx, own=own)
+                if tx.write and (drain or self.writers is not None) and queue.items:
+                    taken = queue.take(alone=False)
+                    back = self._write_sent(tx, taken, tolerant=not drain or self.writers is not None)
         except BaseException:
-            self._requeue_sent([item for item in drained if item is not own])
+            queue.settle(taken, taken)
             raise
-        for item in drained:
-            item.done = True
+        queue.settle(taken, back)
+
+    def _write_sent(self, tx: Transaction, items: list[_Sent], *, tolerant: bool) -> list[_Sent]:
+        """Write ``items`` in ``tx``; returns those to write again, alone. ``tolerant`` (SQLite,
+        where a failed statement is undone on its own): an item that fails is set aside and the
+        others go on. Otherwise the first failure is raised and ``_flush_sent`` writes them one by
+        one."""
+        failed: list[_Sent] = []
+        for item in items:
+            try:
+                tx.mark_block_and_finish(item.mark, item.finish)
+            except Exception as exc:
+                if not tolerant or self._outage(exc):
+                    raise
+                item.alone = True
+                failed.append(item)
+        return failed
 
     @contextmanager
     def _write_guard(self) -> Iterator[None]:
@@ -757,65 +888,147 @@ class Database:
             )
 
     def record_sent(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> None:
-        """A block's send result and the outcome of the notification that led to it, stored
-        together (``tx.mark_block_and_finish``). On PostgreSQL this is one statement committed on
-        its own: one round trip instead of BEGIN, two statements and COMMIT. On SQLite, group
-        commit (``_record_sent_sqlite``)."""
-        if self.writers is not None:
-            self._record_sent_sqlite(_Sent(mark, finish))
+        """A block's send result and the outcome of the notification that led to it
+        (``tx.mark_block_and_finish``), written behind: queued here and written moments later, so
+        the notification's answer does not wait for a commit.
+
+        On SQLite the queue goes into the next write transaction of this process (it writes the
+        queue just before its commit), or into one of the writer thread's own when no other comes.
+        On PostgreSQL the writer thread writes all that is queued in one transaction. Under load,
+        one commit thus carries the results of many notifications, instead of one commit each.
+
+        Reads through this ``Database`` wait for the queue first (``reading``), so a process always
+        sees what it recorded. If the process dies before the write, the block stays ``sending``
+        and its notification unfinished: the recovery pass treats it as a send interrupted by a
+        crash (``CallService.recover_stuck_blocks``). An item the database refuses is logged with
+        its error and dropped; a database outage keeps the queue until the database is back."""
+        queue = self._sent
+        if queue.pid != os.getpid():
+            queue = self._sent_for_this_process()
+        if queue.thread is None:
+            self._start_sent_writer(queue)
+        queue.put(_Sent(mark, finish))
+
+    def settle_sent(self, timeout_s: float | None = None) -> bool:
+        """Wait until every result queued by ``record_sent`` is committed (or dropped); False when
+        ``timeout_s`` (default: the lock timeout) ran out first."""
+        queue = self._sent
+        if queue.pid != os.getpid() or queue.empty():
+            return True
+        if queue.thread is None:
+            self._start_sent_writer(queue)
+        timeout = timeout_s if timeout_s is not None else self._lock_timeout_s
+        with queue.cond:
+            queue.urgent += 1
+            queue.cond.notify_all()
+        try:
+            return queue.wait_empty(timeout)
+        finally:
+            with queue.cond:
+                queue.urgent -= 1
+
+    def _sent_for_this_process(self) -> _SentQueue:
+        with self._sent_guard:
+            if self._sent.pid != os.getpid():  # after fork: the parent's items are the parent's
+                self._sent = _SentQueue(self._sent_linger_s())
+            return self._sent
+
+    def _sent_linger_s(self) -> float:
+        """How long queued results wait for another write transaction to carry them before the
+        writer thread writes them in one of its own: on SQLite, where one writer at a time holds the
+        lock, a notification's main transaction commits them at no extra cost under load."""
+        return SENT_LINGER_S if self.backend == "sqlite" else 0.0
+
+    def _start_sent_writer(self, queue: _SentQueue) -> None:
+        with self._sent_guard:
+            if queue.thread is None:
+                queue.thread = threading.Thread(target=_write_sent_behind, args=(weakref.ref(self), queue),
+                                                name="ivr-sent-writer", daemon=True)
+                queue.thread.start()
+                _SETTLE_AT_EXIT.add(self)
+
+    def _flush_sent(self) -> None:
+        """Write what is queued (the writer thread): those that failed in company first, each in
+        a transaction of its own, then all the others in one."""
+        queue = self._sent
+        alone = queue.take(alone=True)
+        for position, item in enumerate(alone):
+            try:
+                self._write_alone(item)
+            except StorageError:
+                queue.settle(alone[position:], alone[position:])
+                raise
+            except Exception as exc:  # noqa: BLE001 - this item's own fault: logged, the others go on
+                queue.settle([item], [])
+                log.error("dropped the result of a sent block that could not be stored (session %s, step %s, "
+                          "notification %s): %s", item.mark.get("session"), item.mark.get("step"),
+                          item.finish.get("notification_id"), _first_line(getattr(exc, "orig", None) or exc))
+            else:
+                queue.settle([item], [])
+        if not queue.items:
             return
-        with self._write_guard(), translated_errors(self.url), self.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            tx = Transaction(conn, self.clock)
-            try:
-                tx.mark_block_and_finish(mark, finish)
-            finally:
-                tx.close()
+        if self.writers is None and len(queue.items) == 1:
+            # PostgreSQL, one result: its statement committed on its own is one round trip, where
+            # BEGIN, statement, COMMIT are three
+            self._write_autocommitted(queue.take(alone=False))
+            return
+        try:
+            with self._write_turn(lambda: not queue.items) as (conn, tx):
+                if tx is not None:
+                    with self._committing(conn, tx, drain=True):
+                        pass
+        except StorageError:
+            raise
+        except Exception:  # one of them is refused: each is written alone next time
+            with queue.cond:
+                for item in queue.items:
+                    item.alone = True
+                queue.cond.notify_all()
 
-    def _record_sent_sqlite(self, item: _Sent) -> None:
-        """Group commit: the item joins a queue that every write transaction of this process writes
-        just before its commit. This thread then waits for the turn; if a writer that had it took
-        the item, its commit was also this one's, and nothing more is written. Under load, most sent
-        blocks thus cost no transaction of their own on SQLite's single write lock."""
-        with self._sent_guard:
-            self._sent_queue.append(item)
-        assert self.writers is not None
-        with (self._write_guard(), translated_errors(self.url), self.engine.connect() as conn,
-              self.writers.turn(unless=lambda: item.done) as mine):
-            if not mine:
-                return
-            tx = Transaction(conn, self.clock)
-            try:
-                with self._committing(conn, tx, own=item):  # a failure of this one reaches its caller
-                    pass
-            finally:
-                tx.close()
+    def _outage(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the database's trouble (busy, unreachable), not a written item's."""
+        return isinstance(exc, StorageError) or (
+            isinstance(exc, sa.exc.DBAPIError) and translate_error(exc, self.url) is not None)
 
-    def _write_sent(self, tx: Transaction, own: _Sent | None = None) -> list[_Sent]:
-        """Write the queued results in ``tx``; returns those written. One that fails in another's
-        transaction is left for its own caller to write alone (and to get the error); only a
-        failure of ``own`` is raised."""
-        with self._sent_guard:
-            taken = [item for item in self._sent_queue if not item.failed or item is own]
-            self._sent_queue = [item for item in self._sent_queue if item.failed and item is not own]
-        written: list[_Sent] = []
-        for position, item in enumerate(taken):
-            try:
+    def _write_autocommitted(self, items: list[_Sent]) -> None:
+        back = list(items)
+        try:
+            with translated_errors(self.url), self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                tx = Transaction(conn, self.clock)
+                try:
+                    for item in items:
+                        try:
+                            tx.mark_block_and_finish(item.mark, item.finish)
+                        except Exception as exc:
+                            if self._outage(exc):
+                                raise
+                            item.alone = True  # written again alone, and dropped if it fails again
+                            continue
+                        back.remove(item)
+                finally:
+                    tx.close()
+        finally:
+            self._sent.settle(items, back)
+
+    def _write_alone(self, item: _Sent) -> None:
+        with self._write_turn(None) as (conn, tx):
+            assert tx is not None
+            with conn.begin():
                 tx.mark_block_and_finish(item.mark, item.finish)
-            except Exception:
-                if item is own:
-                    self._requeue_sent([other for other in taken[position + 1:] + written])
-                    raise
-                item.failed = True
-                self._requeue_sent([item])
-                continue
-            written.append(item)
-        return written
 
-    def _requeue_sent(self, items: list[_Sent]) -> None:
-        if items:
-            with self._sent_guard:
-                self._sent_queue[:0] = [item for item in items if item not in self._sent_queue]
+    @contextmanager
+    def _write_turn(self, unless: Callable[[], bool] | None) -> Iterator[tuple[sa.Connection, Transaction | None]]:
+        """A pooled connection and, on SQLite, the writer turn (none when ``unless()`` is true once
+        this process's turn comes: the ``Transaction`` is then None)."""
+        turn = self.writers.turn(unless=unless) if self.writers is not None else nullcontext(True)
+        with translated_errors(self.url), self.engine.connect() as conn, turn as mine:
+            tx = Transaction(conn, self.clock) if mine else None
+            try:
+                yield conn, tx
+            finally:
+                if tx is not None:
+                    tx.close()
 
     def record_flow_version(self, flow: str, version: str, source: str) -> bool:
         with self.transaction() as tx:
@@ -848,8 +1061,10 @@ class Database:
             return tx.prune(older_than)
 
     # ------------------------------------------------------------------ reads
-    def get_call(self, session: str) -> CallRow | None:
-        with self.reading() as tx:
+    def get_call(self, session: str, *, settled: bool = True) -> CallRow | None:
+        """The call's row. ``settled=False``: without waiting for ``record_sent``'s queue (which
+        never changes a call's row)."""
+        with self.reading(settled=settled) as tx:
             return tx.get_call(session)
 
     def list_calls(self, limit: int = 50, status: str | Collection[str] | None = None) -> list[CallRow]:

@@ -864,11 +864,12 @@ class Transaction:
 
     def mark_block_and_finish(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> None:
         """``mark_block(**mark)`` (by ``session`` and ``step``) and ``finish_notification(**finish)``:
-        on PostgreSQL in one statement (``Database.record_sent`` runs it committed on its own)."""
+        on PostgreSQL in one statement (``Database.record_sent`` writes it behind)."""
         self._require_write()
         if self.conn.dialect.name != "postgresql":
+            finished = self._finish_params(**finish)  # checked before the first write
             self.mark_block(**mark)
-            self.finish_notification(**finish)
+            _FINISH_NOTIFICATION.execute(self.conn, finished)
             return
         if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None:
             raise ValueError("mark_block_and_finish finds the block by session and step")

@@ -176,6 +176,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
+def wait_recorded(db: Any, session: str, timeout: float = 10) -> None:
+    """Wait until the server has stored the outcome of every notification of ``session``: a sent
+    block's result and its notification's outcome are written moments after the answer
+    (``Database.record_sent`` writes them behind)."""
+    wait_until(lambda: all(n.outcome is not None for n in db.recent_notifications(500, session=session)),
+               timeout, f"the outcomes of the notifications of {session}")
+
+
 def _ready(url: str, proc: Proc) -> bool:
     if not proc.alive():
         raise ProcessExited(proc)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from e2e_support import Server, wait_until
+from e2e_support import Server, wait_recorded, wait_until
 
 from engine.fakes import STATUSES, CallerScript, FakeHoiio
 from engine.storage import Database
@@ -90,6 +90,7 @@ def call(
     if ended is None:
         fake.wait_idle(timeout=CALL_TIMEOUT)
         fake.hangup_caller(sid)
+    wait_recorded(db, sid)
     requests_ = [r for r in fake.log if r.params.get("session") == sid]
     return Call(sid, ended, db.get_call(sid), db.blocks_for(sid), requests_)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import APP_ID, FLOWS, SINGAPORE, WEEKDAYS, Server, query_of, signed
+from e2e_support import APP_ID, FLOWS, SINGAPORE, WEEKDAYS, Server, query_of, signed, wait_recorded
 
 from engine.fakes import CallerScript, FakeHoiio
 from engine.storage import Database
@@ -185,6 +185,7 @@ def place_call(fake: FakeHoiio, server: Server, db: Database, number: str, scrip
     except TimeoutError:
         fake.hangup_caller(sid)  # never leave a live call behind for the next test
         raise
+    wait_recorded(db, sid)
     requests_ = [r for r in fake.log if r.params.get("session") == sid]
     notifications = [n for n in fake.notifications if n.session == sid]
     return Placed(sid, snapshot, db.get_call(sid), db.blocks_for(sid), requests_, notifications)

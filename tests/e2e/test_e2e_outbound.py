@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import APP_ID, FLOWS, Hit, RecordingServer, Server, query_of, start_gunicorn
+from e2e_support import APP_ID, FLOWS, Hit, RecordingServer, Server, query_of, start_gunicorn, wait_recorded
 
 from engine.fakes import CallerScript, FakeHoiio
 from engine.storage import Database
@@ -242,6 +242,7 @@ def place(walk: Walk, fake: FakeHoiio, server: Server, db: Database, web_service
     except TimeoutError:
         fake.hangup_caller(hoiio_session)
         raise
+    wait_recorded(db, key)
     requests_ = [r for r in fake.log if r.params.get("session") == hoiio_session
                  or (r.endpoint == "ivr/start/dial" and r.params["dest"] == to)]
     notifications = [n for n in fake.notifications if n.session == hoiio_session]

@@ -1,8 +1,8 @@
 """What one notification writes, and in how many transactions (SQLite and PostgreSQL).
 
 The request path stores the raw notification, the claim of its dedupe key, the call's new state
-and the outbox in one transaction, and the provider's answers with the outcome in a second one
-(none when nothing was sent; on PostgreSQL a single statement committed on its own). Whatever
+and the outbox in one transaction, and the provider's answers with the outcome in a second one,
+written behind (none when nothing was sent; under load one commit carries many). Whatever
 happens, the notification ends up stored exactly once, with its outcome: these tests count commits
 and read back the rows.
 """
@@ -17,11 +17,10 @@ from engine.core import interpreter
 
 class Commits:
     """Counts committed write transactions (read-only ones, ``db.reading()``, are not counted),
-    and statements committed on their own (``autocommitted``), which count as one each."""
+    and statements committed on their own, which count as one each."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.count = 0
-        self.autocommitted: list[str] = []
         self._engine = engine
         sa.event.listen(engine, "commit", self._on_commit)
         sa.event.listen(engine, "before_cursor_execute", self._on_statement)
@@ -30,10 +29,9 @@ class Commits:
         if conn.get_execution_options().get("ivr_write", True):
             self.count += 1
 
-    def _on_statement(self, conn, _cursor, statement, *_args) -> None:
+    def _on_statement(self, conn, *_args) -> None:
         if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             self.count += 1
-            self.autocommitted.append(statement)
 
     def close(self) -> None:
         sa.event.remove(self._engine, "commit", self._on_commit)
@@ -53,14 +51,12 @@ def _stored(harness, session: str):
 
 def test_a_notification_that_sends_a_block_takes_two_commits(harness, commits):
     harness.answer("W1")
+    assert harness.db.settle_sent(10)  # earlier notifications' results written behind
     commits.count = 0
-    commits.autocommitted.clear()
     response = harness.reply("W1", "play")
     assert response.status_code == 200 and response.get_json()["blocks"]
-    assert commits.count == 2  # main transaction; then the block's result with the outcome
-    if harness.db.backend == "postgresql":  # the second as one statement: block and notification
-        assert len(commits.autocommitted) == 1
-        assert "UPDATE blocks" in commits.autocommitted[0] and "UPDATE notifications" in commits.autocommitted[0]
+    assert harness.db.settle_sent(10)
+    assert commits.count == 2  # main transaction; then, written behind, the block's result with the outcome
     row = _stored(harness, "W1")[-1]
     assert row.outcome == "accepted" and row.step == harness.step_of(harness.notify_url("W1"))  # the step it led to
     assert b"ivr_block=play" in row.body and row.dedupe_key
@@ -74,6 +70,7 @@ def test_a_notification_with_nothing_to_send_takes_one_commit(harness, commits):
     harness.answer("W2")
     harness.reply("W2", "play")
     harness.reply("W2", "gather", digits="9")  # invalid: asked again
+    assert harness.db.settle_sent(10)  # earlier notifications' results written behind
     commits.count = 0
     response = harness.reply("W2", "gather", call_state="ended", date="2026-11-23 10:00:05", duration="1",
                              currency="SGD", rate="0.020", debit="0.020")
@@ -88,6 +85,7 @@ def test_a_redelivery_is_stored_once_more_as_duplicate_in_one_commit(harness, co
     harness.answer("W3")
     url = harness.notify_url("W3")
     harness.reply("W3", "play", url=url)
+    assert harness.db.settle_sent(10)  # earlier notifications' results written behind
     commits.count = 0
     again = harness.reply("W3", "play", url=url)
     assert again.get_json()["status"] == "ignored"
@@ -100,6 +98,7 @@ def test_a_redelivery_is_stored_once_more_as_duplicate_in_one_commit(harness, co
 def test_a_refused_notification_is_stored_with_its_outcome_in_one_commit(harness, commits):
     harness.answer("W4")
     url = harness.notify_url("W4")
+    assert harness.db.settle_sent(10)  # earlier notifications' results written behind
     commits.count = 0
     forged = harness.reply("W4", "play", url=url.replace("sig=", "sig=0"))
     assert forged.status_code == 403
@@ -117,6 +116,7 @@ def test_a_notification_whose_transaction_fails_is_still_stored(harness, commits
         raise RuntimeError("a bug in the interpreter")
 
     monkeypatch.setattr(interpreter, "step", broken)
+    assert harness.db.settle_sent(10)  # earlier notifications' results written behind
     commits.count = 0
     response = harness.reply("W5", "play", url=url)
     assert response.status_code == 500
@@ -139,7 +139,8 @@ def test_a_decision_taken_on_a_snapshot_that_went_stale_is_taken_again_under_the
     stale = harness.db.get_call("W6")
     harness.reply("W6", "play")  # the call moves on to the menu (gather)
     real_get_call = harness.db.get_call
-    monkeypatch.setattr(harness.db, "get_call", lambda session: stale if session == "W6" else real_get_call(session))
+    monkeypatch.setattr(harness.db, "get_call",
+                        lambda session, **kw: stale if session == "W6" else real_get_call(session, **kw))
     if harness.db.writers is not None:  # as if another thread had the write turn: decide early
         monkeypatch.setattr(harness.db.writers, "busy", lambda: True)
     response = harness.reply("W6", "gather", digits="1")

@@ -129,9 +129,9 @@ def test_a_sent_block_and_the_outcome_of_its_notification_are_stored_together(db
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_on_postgresql_a_failing_half_leaves_both_unwritten(db, database_url):
     notification_id = _sent_block_and_its_request(db)
-    with pytest.raises(sa.exc.DataError):
-        db.record_sent({**SENT, "duration_ms": 3e9},  # beyond an INTEGER: the block's half fails
-                       {"notification_id": notification_id, "outcome": "accepted"})
+    with pytest.raises(sa.exc.DataError), db.transaction() as tx:
+        tx.mark_block_and_finish({**SENT, "duration_ms": 3e9},  # beyond an INTEGER: the block's half fails
+                                 {"notification_id": notification_id, "outcome": "accepted"})
     assert db.blocks_for("S1")[0].status == "sending"
     assert db.get_notification(notification_id).outcome is None
     with pytest.raises(ValueError, match="session and step"), db.transaction() as tx:

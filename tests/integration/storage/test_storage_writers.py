@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-import sqlalchemy as sa
 from storage_helpers import insert_call
 
 from engine.storage import Database, DatabaseUnavailable, StorageBusy
@@ -191,84 +190,6 @@ def test_the_checkpoint_thread_ends_with_its_database(sqlite_file):
     thread = again.pop()
     thread.join(2)
     assert not thread.is_alive()
-
-
-# ---------------------------------------------------------------- group commit of sent blocks (SQLite)
-@pytest.fixture
-def database(sqlite_file):
-    opened = Database.open(f"sqlite:///{sqlite_file}")
-    yield opened
-    opened.close()
-
-
-def _sent_block(database: Database, session: str) -> tuple[dict, dict]:
-    insert_call(database, session)
-    with database.transaction() as tx:
-        tx.add_block(session, 1, "menu", "gather", "ivr/middle/gather", {"msg": "x"}, status="sending")
-        notification_id, _ = tx.record_claimed(f"key-{session}", "POST /hoiio/notify", "POST", session=session)
-    mark = {"session": session, "step": 1, "status": "sent", "http_status": 200, "provider_status": "success_ok",
-            "response": {"status": "success_ok"}, "duration_ms": 2, "attempts": 1, "error": None}
-    return mark, {"notification_id": notification_id, "outcome": "accepted", "step": 1}
-
-
-def _count_commits(database: Database) -> list[int]:
-    count = [0]
-    sa.event.listen(database.engine, "commit", lambda _conn: count.__setitem__(0, count[0] + 1))
-    return count
-
-
-def test_a_sent_block_is_written_by_the_writer_that_has_the_turn(database):
-    mark, finish = _sent_block(database, "S1")
-    commits = _count_commits(database)
-    entered, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_turn, args=(database, entered, release))
-    holder.start()
-    assert entered.wait(5)
-    recorded = threading.Event()
-    sender = threading.Thread(target=lambda: (database.record_sent(mark, finish), recorded.set()))
-    sender.start()
-    assert not recorded.wait(0.2)  # it waits for the writer that has the turn ...
-    release.set()
-    assert recorded.wait(5)
-    holder.join(5)
-    sender.join(5)
-    assert commits[0] == 1  # ... whose commit carried it: no transaction of its own
-    assert database.blocks_for("S1")[0].status == "sent"
-    assert database.get_notification(finish["notification_id"]).outcome == "accepted"
-
-
-def test_a_sent_block_with_nobody_writing_takes_one_transaction(database):
-    mark, finish = _sent_block(database, "S1")
-    commits = _count_commits(database)
-    database.record_sent(mark, finish)
-    assert commits[0] == 1 and database.blocks_for("S1")[0].provider_status == "success_ok"
-
-
-def test_a_result_that_fails_is_reported_to_its_own_caller_only(database):
-    mark, finish = _sent_block(database, "S1")
-    bad = {**finish, "outcome": "no-such-outcome"}
-    entered, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_turn, args=(database, entered, release))
-    holder.start()
-    assert entered.wait(5)
-    errors: list[BaseException] = []
-
-    def send_bad() -> None:
-        try:
-            database.record_sent(mark, bad)
-        except ValueError as exc:
-            errors.append(exc)
-
-    sender = threading.Thread(target=send_bad)
-    sender.start()
-    time.sleep(0.1)
-    release.set()
-    holder.join(5)  # the holder's own transaction commits although the queued result is bad
-    sender.join(5)
-    assert len(errors) == 1 and "no-such-outcome" in str(errors[0])
-    with database.transaction() as tx:  # nothing is left queued to poison later writers
-        tx.lock_call("S1")
-    assert database.get_notification(finish["notification_id"]).outcome is None
 
 
 def test_a_writer_outside_the_queue_makes_begin_fail_as_storage_busy(sqlite_file):

@@ -1,0 +1,222 @@
+"""Sent blocks' results written behind (``Database.record_sent``), on SQLite and PostgreSQL: the
+caller never waits for a commit, one commit carries many results, reads see them, an outage keeps
+them, a refused one is dropped alone, and nothing queued is lost at close or at exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from storage_helpers import insert_call
+
+from engine.storage import Database
+from engine.storage.db import READ_ONLY
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _sent_block(database: Database, session: str) -> tuple[dict, dict]:
+    insert_call(database, session)
+    with database.transaction() as tx:
+        tx.add_block(session, 1, "menu", "gather", "ivr/middle/gather", {"msg": "x"}, status="sending")
+        notification_id, _ = tx.record_claimed(f"key-{session}", "POST /hoiio/notify", "POST", session=session)
+    mark = {"session": session, "step": 1, "status": "sent", "http_status": 200, "provider_status": "success_ok",
+            "response": {"status": "success_ok"}, "duration_ms": 2, "attempts": 1, "error": None}
+    return mark, {"notification_id": notification_id, "outcome": "accepted", "step": 1}
+
+
+class _Hold:
+    """The database held by a writer outside this ``Database``: SQLite's write lock (an sqlite3
+    shell, say), or every block row locked on PostgreSQL. ``release`` may come from any thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = sa.engine.make_url(url)
+        if self.url.get_backend_name() == "sqlite":
+            self.conn = sqlite3.connect(self.url.database, isolation_level=None, check_same_thread=False)
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(self.url.set(drivername="postgresql").render_as_string(False))
+            self.conn.execute("SELECT id FROM blocks FOR UPDATE")
+
+    def release(self) -> None:
+        self.conn.commit() if not isinstance(self.conn, sqlite3.Connection) else self.conn.execute("COMMIT")
+        self.conn.close()
+
+
+@contextmanager
+def _held(database: Database) -> Iterator[_Hold]:
+    hold = _Hold(database.url.render_as_string(False))
+    try:
+        yield hold
+    finally:
+        hold.release()
+
+
+def _stored(database: Database, session: str, notification_id: int) -> tuple[str, str | None]:
+    """The block's status and the notification's outcome, read on a connection of their own (no
+    waiting for the queue)."""
+    with database.engine.connect() as conn:
+        conn.execution_options(**READ_ONLY)
+        status = conn.execute(sa.text("SELECT status FROM blocks WHERE session = :s"), {"s": session}).scalar()
+        outcome = conn.execute(sa.text("SELECT outcome FROM notifications WHERE id = :i"),
+                               {"i": notification_id}).scalar()
+    return status, outcome
+
+
+def _count_commits(database: Database) -> list[int]:
+    count = [0]
+    sa.event.listen(database.engine, "commit", lambda _conn: count.__setitem__(0, count[0] + 1))
+    return count
+
+
+def test_the_caller_does_not_wait_for_the_commit(db):
+    mark, finish = _sent_block(db, "S1")
+    with _held(db):
+        db.record_sent(mark, finish)  # returns while the database is held ...
+        assert _stored(db, "S1", finish["notification_id"]) == ("sending", None)  # ... nothing written yet
+    assert db.settle_sent(10)
+    assert _stored(db, "S1", finish["notification_id"]) == ("sent", "accepted")
+
+
+def test_a_read_made_while_the_writes_are_pending_sees_them(db):
+    mark, finish = _sent_block(db, "S1")
+    results: list = []
+    with _held(db):
+        db.record_sent(mark, finish)
+        reader = threading.Thread(target=lambda: results.append(db.get_notification(finish["notification_id"])))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive()  # it waits for the queued result ...
+    reader.join(10)
+    assert results[0].outcome == "accepted"  # ... and then sees it
+
+
+def test_one_commit_carries_the_results_of_many_notifications(db):
+    sent = [_sent_block(db, f"S{n}") for n in range(10)]
+    commits = _count_commits(db)
+    with _held(db):
+        for mark, finish in sent:
+            db.record_sent(mark, finish)
+    assert db.settle_sent(10)
+    assert commits[0] <= 2  # the writer's first transaction may have started with the first one alone
+    assert all(_stored(db, mark["session"], finish["notification_id"]) == ("sent", "accepted")
+               for mark, finish in sent)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_the_next_write_transaction_carries_them(db):
+    mark, finish = _sent_block(db, "S1")
+    commits = _count_commits(db)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_turn() -> None:
+        with db.transaction() as tx:
+            tx.lock_call("nobody")
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_turn)
+    holder.start()
+    assert entered.wait(5)
+    db.record_sent(mark, finish)  # the writer thread now waits for the turn ...
+    release.set()
+    holder.join(10)
+    assert db.settle_sent(10)
+    assert commits[0] == 1  # ... but the holder's commit wrote it
+    assert _stored(db, "S1", finish["notification_id"]) == ("sent", "accepted")
+
+
+def test_a_result_that_cannot_be_stored_is_dropped_alone_and_logged(db, caplog):
+    good1, bad, good2 = (_sent_block(db, session) for session in ("S1", "S2", "S3"))
+    with caplog.at_level(logging.ERROR, logger="engine.storage"), _held(db):
+        db.record_sent(*good1)
+        db.record_sent(bad[0], {**bad[1], "outcome": "no-such-outcome"})
+        db.record_sent(*good2)
+    assert db.settle_sent(10)
+    assert _stored(db, "S1", good1[1]["notification_id"]) == ("sent", "accepted")
+    assert _stored(db, "S3", good2[1]["notification_id"]) == ("sent", "accepted")
+    assert _stored(db, "S2", bad[1]["notification_id"]) == ("sending", None)
+    assert any("dropped the result" in r.getMessage() and "S2" in r.getMessage() for r in caplog.records)
+    later = _sent_block(db, "S4")  # nothing is left queued to poison later writes
+    db.record_sent(*later)
+    assert db.settle_sent(10) and _stored(db, "S4", later[1]["notification_id"]) == ("sent", "accepted")
+
+
+def test_a_single_result_that_cannot_be_stored_is_dropped_and_logged(db, caplog):
+    mark, finish = _sent_block(db, "S1")
+    with caplog.at_level(logging.ERROR, logger="engine.storage"):
+        db.record_sent(mark, {**finish, "outcome": "no-such-outcome"})  # alone: on PostgreSQL, autocommitted
+        assert db.settle_sent(10)
+    assert _stored(db, "S1", finish["notification_id"]) == ("sending", None)
+    assert any("dropped the result" in r.getMessage() and "no-such-outcome" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_database_outage_keeps_the_results_until_it_is_over(database_url, caplog):
+    database = Database.open(database_url, auto_migrate=True, lock_timeout_ms=100)
+    try:
+        mark, finish = _sent_block(database, "S1")
+        with caplog.at_level(logging.ERROR, logger="engine.storage"), _held(database):
+            database.record_sent(mark, finish)
+            assert not database.settle_sent(0.6)  # the lock timeout passes, more than once
+            assert any("retrying" in r.getMessage() for r in caplog.records)
+        assert database.settle_sent(10)
+        assert _stored(database, "S1", finish["notification_id"]) == ("sent", "accepted")
+    finally:
+        database.close()
+
+
+def test_close_writes_what_is_queued(database_url):
+    database = Database.open(database_url, auto_migrate=True)
+    mark, finish = _sent_block(database, "S1")
+    hold = _Hold(database.url.render_as_string(False))
+    database.record_sent(mark, finish)
+    threading.Timer(0.3, hold.release).start()
+    database.close()  # while the database is still held: it waits for the write
+    again = Database(database_url)
+    try:
+        assert _stored(again, "S1", finish["notification_id"]) == ("sent", "accepted")
+    finally:
+        again.close()
+
+
+_EXITING = """
+import json, sys, threading
+sys.path.insert(0, sys.argv[3])
+from test_storage_sent import _Hold
+from engine.storage import Database
+db = Database(sys.argv[1])
+mark, finish = json.loads(sys.argv[2])
+hold = _Hold(sys.argv[1])
+db.record_sent(mark, finish)
+release = threading.Timer(0.3, hold.release)
+release.daemon = True  # not waited for by the interpreter: only the exit's own wait remains
+release.start()
+sys.exit(0)
+"""
+
+
+def test_a_process_that_exits_writes_what_is_queued_first(database_url):
+    database = Database.open(database_url, auto_migrate=True)
+    try:
+        mark, finish = _sent_block(database, "S1")
+    finally:
+        database.close()
+    subprocess.run([sys.executable, "-c", _EXITING, database_url, json.dumps([mark, finish]),
+                    str(Path(__file__).parent)], cwd=ROOT, check=True, timeout=60)
+    again = Database(database_url)
+    try:
+        assert _stored(again, "S1", finish["notification_id"]) == ("sent", "accepted")
+    finally:
+        again.close()
