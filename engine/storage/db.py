@@ -379,10 +379,6 @@ class WriterQueue:
                                               f"SQLite database {self._where}: {exc.strerror} (does the "
                                               "directory exist, and may this user write there?)") from None
 
-    def busy(self) -> bool:
-        """Whether another thread of this process has the turn now (a writer would wait)."""
-        return self._lock.locked()
-
     @contextmanager
     def turn(self, unless: Callable[[], bool] | None = None) -> Iterator[bool]:
         """Wait for the turn and hold it; yields True. With ``unless``: once this process's thread

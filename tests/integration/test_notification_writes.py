@@ -132,17 +132,15 @@ def test_a_notification_whose_transaction_fails_is_still_stored(harness, commits
 
 
 def test_a_decision_taken_on_a_snapshot_that_went_stale_is_taken_again_under_the_lock(harness, monkeypatch):
-    """On SQLite, while another writer has the turn, the interpreter runs on a snapshot read before
-    it; if the call changed in between, the snapshot's decision is dropped and the step is decided
-    again on the locked row."""
+    """On SQLite the interpreter runs first on a snapshot read before the write turn; if the call
+    changed in between, the snapshot's decision is dropped and the step is decided again on the
+    locked row."""
     harness.answer("W6")
     stale = harness.db.get_call("W6")
     harness.reply("W6", "play")  # the call moves on to the menu (gather)
     real_get_call = harness.db.get_call
     monkeypatch.setattr(harness.db, "get_call",
                         lambda session, **kw: stale if session == "W6" else real_get_call(session, **kw))
-    if harness.db.writers is not None:  # as if another thread had the write turn: decide early
-        monkeypatch.setattr(harness.db.writers, "busy", lambda: True)
     response = harness.reply("W6", "gather", digits="1")
     assert response.status_code == 200 and response.get_json()["status"] == "ok"
     assert harness.hoiio.last()[1]["msg"] == "Enter your four digit PIN."
