@@ -14,10 +14,9 @@ Order of work for every notification (nothing is lost, nothing is done twice):
    step and is ignored. When nothing is to be sent, the outcome is stored here too: one commit.
 5. After commit the blocks are sent. A refusal from the provider is fed back to the interpreter as
    ``ProviderRejected`` (again one transaction), which may issue the error handler's block.
-6. What the provider answered for each block and the request's outcome are stored together, one
-   transaction for several blocks; for the usual single block, written behind
-   (``Database.record_sent``), so the answer does not wait for that commit. (A worker dying before
-   it leaves the blocks ``sending``: the recovery pass resends.)
+6. What the provider answered for each block and the request's outcome are stored together,
+   written behind (``Database.record_sent``), so the answer does not wait for that commit. (A
+   worker dying before it leaves the blocks ``sending``: the recovery pass resends.)
 
 May import engine.core, engine.flowfile (via the registry), engine.providers, engine.storage.
 Never Flask: the web layer hands over an ``Inbound`` value.
@@ -256,14 +255,15 @@ class CallService:
         return outcome
 
     def _settle(self, pending: _Pending, outcome: Outcome) -> None:
-        """Store what is still unstored about a request, in one transaction: the provider's answers
-        to the blocks sent, and the request with its outcome (or just the outcome)."""
+        """Store what is still unstored about a request: the provider's answers to the blocks sent
+        with the outcome, written behind (``Database.record_sent``); otherwise, in one transaction,
+        the request with its outcome (or just the outcome) and any answers."""
         if pending.record_id is not None and pending.finished and not pending.marks:
             return
-        if pending.record_id is not None and not pending.finished and len(pending.marks) == 1:
-            # the usual case: one block sent; written behind (the answer does not wait for it)
-            self.db.record_sent(pending.marks[0], self._finish_values(pending.record_id, outcome, pending))
-            pending.marks.clear()
+        if pending.record_id is not None and not pending.finished and pending.marks:
+            # the usual case: blocks sent; written behind (the answer does not wait for it)
+            self.db.record_sent(pending.marks, self._finish_values(pending.record_id, outcome, pending))
+            pending.marks = []
             return
         with self.db.transaction() as tx:
             pending.write_marks(tx)

@@ -423,14 +423,22 @@ class WriterQueue:
 
 
 class _Sent:
-    """A sent block's result and its notification's outcome, queued for a write (``record_sent``)."""
+    """Sent blocks' results and their notification's outcome, queued for a write (``record_sent``)."""
 
-    __slots__ = ("alone", "finish", "mark")
+    __slots__ = ("alone", "finish", "marks")
 
-    def __init__(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> None:
-        self.mark = mark
+    def __init__(self, marks: Sequence[Mapping[str, Any]], finish: Mapping[str, Any]) -> None:
+        if not marks:
+            raise ValueError("record_sent needs the result of at least one sent block")
+        self.marks = tuple(marks)
         self.finish = finish
         self.alone = False  # failed in a transaction with others: written in one of its own
+
+    def write(self, tx: Transaction) -> None:
+        *first, last = self.marks
+        for mark in first:
+            tx.mark_block(**mark)
+        tx.mark_block_and_finish(last, self.finish)
 
 
 class _SentQueue:
@@ -452,14 +460,11 @@ class _SentQueue:
             self.items.append(item)
             self.cond.notify_all()
 
-    def take(self, *, alone: bool | None = None) -> list[_Sent]:
-        """Take the queued items (only those with ``alone`` equal to it, when given)."""
+    def take(self, *, alone: bool) -> list[_Sent]:
+        """Take the queued items whose ``alone`` is the one given."""
         with self.cond:
-            if alone is None:
-                taken, self.items = self.items, []
-            else:
-                taken = [item for item in self.items if item.alone == alone]
-                self.items = [item for item in self.items if item.alone != alone]
+            taken = [item for item in self.items if item.alone == alone]
+            self.items = [item for item in self.items if item.alone != alone]
             self.taken += len(taken)
             return taken
 
@@ -687,15 +692,14 @@ class Database:
         parent's to write: the child starts with none."""
         if self.checkpoints is not None:
             self.checkpoints.stop()
-        self._sent.stop.set()
-        self._sent = _SentQueue(self._sent_linger_s())
+        self._renew_sent()
         self.engine.dispose(close=False)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what ``record_sent`` still holds (waiting up to ``timeout_s``), then close every
         pooled connection (shutdown, tests)."""
         self.settle_sent(timeout_s)
-        self._sent.stop.set()
+        self._renew_sent()
         if self.checkpoints is not None:
             self.checkpoints.stop()
         self.engine.dispose()
@@ -735,8 +739,10 @@ class Database:
     def reading(self, *, settled: bool = True) -> Iterator[Transaction]:
         """A read-only transaction (deferred ``BEGIN`` on SQLite: never waits for writers in WAL mode).
         It sees what this process wrote, ``record_sent`` included: it first waits (up to the lock
-        timeout) for the results still queued there, unless ``settled=False``."""
-        if settled and not self._sent.empty() and self._sent.pid == os.getpid():
+        timeout) for the results still queued there, unless ``settled=False`` or this thread is
+        inside a write transaction (on SQLite the queue's writer would wait for that transaction's
+        turn; its commit writes them)."""
+        if settled and not getattr(self._local, "writing", False):
             self.settle_sent()
         with self._transaction(write=False) as tx:
             yield tx
@@ -769,21 +775,21 @@ class Database:
                 yield
                 if tx.write and (drain or self.writers is not None) and queue.items:
                     taken = queue.take(alone=False)
-                    back = self._write_sent(tx, taken, tolerant=not drain or self.writers is not None)
+                    back = self._write_sent(tx, taken, tolerant=self.writers is not None)
         except BaseException:
             queue.settle(taken, taken)
             raise
         queue.settle(taken, back)
 
     def _write_sent(self, tx: Transaction, items: list[_Sent], *, tolerant: bool) -> list[_Sent]:
-        """Write ``items`` in ``tx``; returns those to write again, alone. ``tolerant`` (SQLite,
-        where a failed statement is undone on its own): an item that fails is set aside and the
-        others go on. Otherwise the first failure is raised and ``_flush_sent`` writes them one by
-        one."""
+        """Write ``items`` in ``tx``; returns those to write again, alone. ``tolerant`` (SQLite, or
+        statements committed on their own: a failed statement is undone by itself): an item that
+        fails is set aside and the others go on. Otherwise the first failure is raised and
+        ``_flush_sent`` writes them one by one."""
         failed: list[_Sent] = []
         for item in items:
             try:
-                tx.mark_block_and_finish(item.mark, item.finish)
+                item.write(tx)
             except Exception as exc:
                 if not tolerant or self._outage(exc):
                     raise
@@ -883,10 +889,10 @@ class Database:
                 from_status=from_status,
             )
 
-    def record_sent(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> None:
-        """A block's send result and the outcome of the notification that led to it
-        (``tx.mark_block_and_finish``), written behind: queued here and written moments later, so
-        the notification's answer does not wait for a commit.
+    def record_sent(self, marks: Sequence[Mapping[str, Any]], finish: Mapping[str, Any]) -> None:
+        """Sent blocks' results (``tx.mark_block(**mark)`` each, by session and step) and the
+        outcome of the notification that led to them, written behind: queued here and written
+        moments later, together, so the notification's answer does not wait for a commit.
 
         On SQLite the queue goes into the next write transaction of this process (it writes the
         queue just before its commit), or into one of the writer thread's own when no other comes.
@@ -903,7 +909,7 @@ class Database:
             queue = self._sent_for_this_process()
         if queue.thread is None:
             self._start_sent_writer(queue)
-        queue.put(_Sent(mark, finish))
+        queue.put(_Sent(marks, finish))
 
     def settle_sent(self, timeout_s: float | None = None) -> bool:
         """Wait until every result queued by ``record_sent`` is committed (or dropped); False when
@@ -922,6 +928,12 @@ class Database:
         finally:
             with queue.cond:
                 queue.urgent -= 1
+
+    def _renew_sent(self) -> None:
+        """Stop this queue's writer thread; a new queue (and thread, at its first use) replaces it."""
+        with self._sent_guard:
+            self._sent.stop.set()
+            self._sent = _SentQueue(self._sent_linger_s())
 
     def _sent_for_this_process(self) -> _SentQueue:
         with self._sent_guard:
@@ -957,13 +969,13 @@ class Database:
             except Exception as exc:  # noqa: BLE001 - this item's own fault: logged, the others go on
                 queue.settle([item], [])
                 log.error("dropped the result of a sent block that could not be stored (session %s, step %s, "
-                          "notification %s): %s", item.mark.get("session"), item.mark.get("step"),
+                          "notification %s): %s", item.marks[-1].get("session"), item.marks[-1].get("step"),
                           item.finish.get("notification_id"), _first_line(getattr(exc, "orig", None) or exc))
             else:
                 queue.settle([item], [])
         if not queue.items:
             return
-        if self.writers is None and len(queue.items) == 1:
+        if self.writers is None and len(queue.items) == 1 and len(queue.items[0].marks) == 1:
             # PostgreSQL, one result: its statement committed on its own is one round trip, where
             # BEGIN, statement, COMMIT are three
             self._write_autocommitted(queue.take(alone=False))
@@ -987,21 +999,13 @@ class Database:
             isinstance(exc, sa.exc.DBAPIError) and translate_error(exc, self.url) is not None)
 
     def _write_autocommitted(self, items: list[_Sent]) -> None:
-        back = list(items)
+        back = items  # on an outage, all again (rewriting a stored result stores the same values)
         try:
             with translated_errors(self.url), self.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
                 tx = Transaction(conn, self.clock)
                 try:
-                    for item in items:
-                        try:
-                            tx.mark_block_and_finish(item.mark, item.finish)
-                        except Exception as exc:
-                            if self._outage(exc):
-                                raise
-                            item.alone = True  # written again alone, and dropped if it fails again
-                            continue
-                        back.remove(item)
+                    back = self._write_sent(tx, items, tolerant=True)
                 finally:
                     tx.close()
         finally:
@@ -1011,7 +1015,7 @@ class Database:
         with self._write_turn(None) as (conn, tx):
             assert tx is not None
             with conn.begin():
-                tx.mark_block_and_finish(item.mark, item.finish)
+                item.write(tx)
 
     @contextmanager
     def _write_turn(self, unless: Callable[[], bool] | None) -> Iterator[tuple[sa.Connection, Transaction | None]]:

@@ -117,7 +117,7 @@ SENT = {"session": "S1", "step": 1, "status": "sent", "http_status": 200, "provi
 
 def test_a_sent_block_and_the_outcome_of_its_notification_are_stored_together(db):
     notification_id = _sent_block_and_its_request(db)
-    db.record_sent(SENT, {"notification_id": notification_id, "outcome": "accepted", "response": {"blocks": []},
+    db.record_sent([SENT], {"notification_id": notification_id, "outcome": "accepted", "response": {"blocks": []},
                           "step": 1, "duration_ms": 9})
     block = db.blocks_for("S1")[0]
     assert (block.status, block.provider_status, block.http_status, block.attempts) == ("sent", "success_ok", 200, 1)

@@ -31,7 +31,7 @@ def _sent_block(database: Database, session: str) -> tuple[dict, dict]:
         notification_id, _ = tx.record_claimed(f"key-{session}", "POST /hoiio/notify", "POST", session=session)
     mark = {"session": session, "step": 1, "status": "sent", "http_status": 200, "provider_status": "success_ok",
             "response": {"status": "success_ok"}, "duration_ms": 2, "attempts": 1, "error": None}
-    return mark, {"notification_id": notification_id, "outcome": "accepted", "step": 1}
+    return [mark], {"notification_id": notification_id, "outcome": "accepted", "step": 1}
 
 
 class _Hold:
@@ -81,19 +81,19 @@ def _count_commits(database: Database) -> list[int]:
 
 
 def test_the_caller_does_not_wait_for_the_commit(db):
-    mark, finish = _sent_block(db, "S1")
+    marks, finish = _sent_block(db, "S1")
     with _held(db):
-        db.record_sent(mark, finish)  # returns while the database is held ...
+        db.record_sent(marks, finish)  # returns while the database is held ...
         assert _stored(db, "S1", finish["notification_id"]) == ("sending", None)  # ... nothing written yet
     assert db.settle_sent(10)
     assert _stored(db, "S1", finish["notification_id"]) == ("sent", "accepted")
 
 
 def test_a_read_made_while_the_writes_are_pending_sees_them(db):
-    mark, finish = _sent_block(db, "S1")
+    marks, finish = _sent_block(db, "S1")
     results: list = []
     with _held(db):
-        db.record_sent(mark, finish)
+        db.record_sent(marks, finish)
         reader = threading.Thread(target=lambda: results.append(db.get_notification(finish["notification_id"])))
         reader.start()
         reader.join(0.3)
@@ -106,17 +106,17 @@ def test_one_commit_carries_the_results_of_many_notifications(db):
     sent = [_sent_block(db, f"S{n}") for n in range(10)]
     commits = _count_commits(db)
     with _held(db):
-        for mark, finish in sent:
-            db.record_sent(mark, finish)
+        for marks, finish in sent:
+            db.record_sent(marks, finish)
     assert db.settle_sent(10)
     assert commits[0] <= 2  # the writer's first transaction may have started with the first one alone
-    assert all(_stored(db, mark["session"], finish["notification_id"]) == ("sent", "accepted")
-               for mark, finish in sent)
+    assert all(_stored(db, marks[0]["session"], finish["notification_id"]) == ("sent", "accepted")
+               for marks, finish in sent)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_on_sqlite_the_next_write_transaction_carries_them(db):
-    mark, finish = _sent_block(db, "S1")
+    marks, finish = _sent_block(db, "S1")
     commits = _count_commits(db)
     entered, release = threading.Event(), threading.Event()
 
@@ -129,7 +129,7 @@ def test_on_sqlite_the_next_write_transaction_carries_them(db):
     holder = threading.Thread(target=hold_turn)
     holder.start()
     assert entered.wait(5)
-    db.record_sent(mark, finish)  # the writer thread now waits for the turn ...
+    db.record_sent(marks, finish)  # the writer thread now waits for the turn ...
     release.set()
     holder.join(10)
     assert db.settle_sent(10)
@@ -153,10 +153,44 @@ def test_a_result_that_cannot_be_stored_is_dropped_alone_and_logged(db, caplog):
     assert db.settle_sent(10) and _stored(db, "S4", later[1]["notification_id"]) == ("sent", "accepted")
 
 
+def test_the_results_of_several_blocks_are_stored_with_their_notification(db):
+    marks, finish = _sent_block(db, "S1")
+    with db.transaction() as tx:
+        tx.add_block("S1", 2, "menu", "play", "ivr/middle/play", {"msg": "y"}, status="sending")
+    second = {**marks[0], "step": 2, "provider_status": "error_session_ended", "status": "failed"}
+    db.record_sent([*marks, second], finish)
+    blocks = {block.step: block for block in db.blocks_for("S1")}
+    assert (blocks[1].status, blocks[2].status, blocks[2].provider_status) == ("sent", "failed", "error_session_ended")
+    assert db.get_notification(finish["notification_id"]).outcome == "accepted"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_read_inside_a_write_transaction_does_not_wait_for_the_queue(database_url):
+    database = Database.open(database_url, lock_timeout_ms=30_000)
+    try:
+        marks, finish = _sent_block(database, "S1")
+        done = threading.Event()
+
+        def write_then_read() -> None:
+            with database.transaction() as tx:
+                tx.lock_call("S1")
+                database.record_sent(marks, finish)  # its writer now waits for this transaction's turn
+                assert database.get_call("S1") is not None  # so this read must not wait for the queue
+            done.set()
+
+        worker = threading.Thread(target=write_then_read)
+        worker.start()
+        worker.join(10)  # a read waiting for the queue would hang for the 30 s lock timeout
+        assert done.is_set()
+        assert _stored(database, "S1", finish["notification_id"]) == ("sent", "accepted")  # carried by the commit
+    finally:
+        database.close()
+
+
 def test_a_single_result_that_cannot_be_stored_is_dropped_and_logged(db, caplog):
-    mark, finish = _sent_block(db, "S1")
+    marks, finish = _sent_block(db, "S1")
     with caplog.at_level(logging.ERROR, logger="engine.storage"):
-        db.record_sent(mark, {**finish, "outcome": "no-such-outcome"})  # alone: on PostgreSQL, autocommitted
+        db.record_sent(marks, {**finish, "outcome": "no-such-outcome"})  # alone: on PostgreSQL, autocommitted
         assert db.settle_sent(10)
     assert _stored(db, "S1", finish["notification_id"]) == ("sending", None)
     assert any("dropped the result" in r.getMessage() and "no-such-outcome" in r.getMessage()
@@ -166,9 +200,9 @@ def test_a_single_result_that_cannot_be_stored_is_dropped_and_logged(db, caplog)
 def test_a_database_outage_keeps_the_results_until_it_is_over(database_url, caplog):
     database = Database.open(database_url, auto_migrate=True, lock_timeout_ms=100)
     try:
-        mark, finish = _sent_block(database, "S1")
+        marks, finish = _sent_block(database, "S1")
         with caplog.at_level(logging.ERROR, logger="engine.storage"), _held(database):
-            database.record_sent(mark, finish)
+            database.record_sent(marks, finish)
             assert not database.settle_sent(0.6)  # the lock timeout passes, more than once
             assert any("retrying" in r.getMessage() for r in caplog.records)
         assert database.settle_sent(10)
@@ -179,9 +213,9 @@ def test_a_database_outage_keeps_the_results_until_it_is_over(database_url, capl
 
 def test_close_writes_what_is_queued(database_url):
     database = Database.open(database_url, auto_migrate=True)
-    mark, finish = _sent_block(database, "S1")
+    marks, finish = _sent_block(database, "S1")
     hold = _Hold(database.url.render_as_string(False))
-    database.record_sent(mark, finish)
+    database.record_sent(marks, finish)
     threading.Timer(0.3, hold.release).start()
     database.close()  # while the database is still held: it waits for the write
     again = Database(database_url)
@@ -197,9 +231,9 @@ sys.path.insert(0, sys.argv[3])
 from test_storage_sent import _Hold
 from engine.storage import Database
 db = Database(sys.argv[1])
-mark, finish = json.loads(sys.argv[2])
+marks, finish = json.loads(sys.argv[2])
 hold = _Hold(sys.argv[1])
-db.record_sent(mark, finish)
+db.record_sent(marks, finish)
 release = threading.Timer(0.3, hold.release)
 release.daemon = True  # not waited for by the interpreter: only the exit's own wait remains
 release.start()
@@ -210,10 +244,10 @@ sys.exit(0)
 def test_a_process_that_exits_writes_what_is_queued_first(database_url):
     database = Database.open(database_url, auto_migrate=True)
     try:
-        mark, finish = _sent_block(database, "S1")
+        marks, finish = _sent_block(database, "S1")
     finally:
         database.close()
-    subprocess.run([sys.executable, "-c", _EXITING, database_url, json.dumps([mark, finish]),
+    subprocess.run([sys.executable, "-c", _EXITING, database_url, json.dumps([marks, finish]),
                     str(Path(__file__).parent)], cwd=ROOT, check=True, timeout=60)
     again = Database(database_url)
     try:
