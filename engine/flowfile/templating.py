@@ -87,13 +87,14 @@ def _simple_analysis(source: str) -> Analysis | None:
     """The analysis of a template that is only text and ``{{ name }}`` outputs (most prompts),
     without running Jinja's lexer and parser; None for anything else. Gives what ``Analysis`` gives
     for the parsed tree (a test holds the two equal)."""
+    # Jinja's lexer reads newlines as "\n" and drops one trailing newline (keep_trailing_newline).
+    # Newlines are read before the outputs are taken out: "\r{{ x }}\n" holds two, not one "\r\n".
+    source = "\n".join(_NEWLINES.split(source))
     names = _SIMPLE_OUTPUT.findall(source)
-    text = _SIMPLE_OUTPUT.sub("", source)
-    if "{" in text or "}" in text or any(name in _NOT_NAMES for name in names):
+    literal = _SIMPLE_OUTPUT.sub("", source)
+    if "{" in literal or "}" in literal or any(name in _NOT_NAMES for name in names):
         return None
-    # Jinja's lexer reads newlines as "\n" and drops one trailing newline (keep_trailing_newline)
-    literal = "\n".join(_NEWLINES.split(text))
-    if source.endswith(("\n", "\r")):
+    if source.endswith("\n"):
         literal = literal[:-1]
     return Analysis.of(frozenset(names), (), literal)
 
