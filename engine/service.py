@@ -29,11 +29,10 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from engine import observability as obs
@@ -62,6 +61,7 @@ from engine.storage import (
 )
 
 log = logging.getLogger("engine.service")
+_T = TypeVar("_T")
 
 APOLOGY = "Sorry, something went wrong. Please call again later. Goodbye."
 _SINGLE_HEADERS_KEPT = ("content-type", "content-length", "user-agent", SIGNATURE_HEADER.lower(),
@@ -284,14 +284,14 @@ class CallService:
                 "response": outcome.body, "session": outcome.session, "step": outcome.step,
                 "duration_ms": pending.elapsed_ms()}
 
-    @contextmanager
-    def _main_transaction(self, pending: _Pending) -> Iterator[Any]:
-        """A write transaction that may store the request (``pending.staged_id``) and its outcome
+    def _main_write(self, pending: _Pending, body: Callable[[Any], _T]) -> _T:
+        """``body(tx)`` in a write transaction (``Database.write``: on SQLite it may share its commit
+        with other notifications'); it may store the request (``pending.staged_id``) and its outcome
         (``pending.staged_finished``): both count only once it has committed."""
         pending.staged_id, pending.staged_finished = None, False
-        with self.db.transaction() as tx:
-            yield tx
+        done = self.db.write(body)
         pending.record_id, pending.finished = pending.staged_id, pending.staged_finished
+        return done
 
     def _store_request(self, tx: Any, pending: _Pending, dedupe: str, session: str, step: int | None) -> bool:
         """Store the request in the main transaction and claim its dedupe key; False for a redelivery."""
@@ -405,7 +405,8 @@ class CallService:
         call = {k: v for k, v in (("from", event.caller), ("to", event.called), ("txn_ref", event.txn_ref)) if v}
         result = interpreter.start(flow, session=event.session, call=call, now=self.now())
         state = result.state.to_dict()
-        with self._main_transaction(pending) as tx:
+
+        def body(tx: Any) -> Outcome | None:
             if not self._store_request(tx, pending, dedupe, event.session, 0):
                 return self._done_in(tx, pending, self._ignored(event.session, None, "duplicate",
                                                                 "this notification was already handled"))
@@ -422,7 +423,10 @@ class CallService:
             self._queue_blocks(tx, event.session, result.actions)
             if not result.actions:
                 return self._done_in(tx, pending, self._after_commit(flow, event.session, result))
-        return self._after_commit(flow, event.session, result, pending)
+            return None
+
+        done = self._main_write(pending, body)
+        return done if done is not None else self._after_commit(flow, event.session, result, pending)
 
     # ------------------------------------------------------------------ later steps
     def _advance(self, key: str, event: Any, *, dedupe: str, pending: _Pending) -> Outcome:
@@ -437,7 +441,8 @@ class CallService:
             row = self.db.get_call(key, settled=False)
             if row is not None:
                 early = self._decide(key, row, event)
-        with self._main_transaction(pending) as tx:
+
+        def body(tx: Any) -> Outcome | _Decision:
             pending.staged_id, claimed, row = tx.claim_and_lock(dedupe, **pending.raw, session=key, step=step,
                                                                 lock=key)
             if not claimed:
@@ -448,7 +453,7 @@ class CallService:
                                key)
             decision = early if early is not None and early.row_version == row.row_version else None
             decision = decision or self._decide(key, row, event)
-            flow, result = decision.flow, decision.result
+            result = decision.result
             if decision.new_state is not None:
                 tx.update_call(
                     key, state=decision.new_state, node=result.state.node, step=result.state.step,
@@ -459,8 +464,13 @@ class CallService:
             if result.outcome.startswith("ignored"):
                 return self._done_in(tx, pending, self._ignored(key, step, "stale", result.outcome))
             if not result.actions:
-                return self._done_in(tx, pending, self._after_commit(flow, key, result))
-        return self._after_commit(flow, key, result, pending)
+                return self._done_in(tx, pending, self._after_commit(decision.flow, key, result))
+            return decision
+
+        done = self._main_write(pending, body)
+        if isinstance(done, Outcome):
+            return done
+        return self._after_commit(done.flow, key, done.result, pending)
 
     def _decide(self, key: str, row: Any, event: Any) -> _Decision:
         """What the interpreter makes of ``event`` for the call stored as ``row`` (pure: no writes)."""
