@@ -1211,10 +1211,8 @@ class Database:
             return tx.prune(older_than)
 
     # ------------------------------------------------------------------ reads
-    def get_call(self, session: str, *, settled: bool = True) -> CallRow | None:
-        """The call's row. ``settled=False``: without waiting for ``record_sent``'s queue (which
-        never changes a call's row)."""
-        with self.reading(settled=settled) as tx:
+    def get_call(self, session: str) -> CallRow | None:
+        with self.reading() as tx:
             return tx.get_call(session)
 
     def list_calls(self, limit: int = 50, status: str | Collection[str] | None = None) -> list[CallRow]:

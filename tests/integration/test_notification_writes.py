@@ -9,10 +9,17 @@ and read back the rows.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+from urllib.parse import urlencode, urlsplit
+
 import pytest
 import sqlalchemy as sa
 
 from engine.core import interpreter
+from engine.providers.hoiio.signature import sign_body
+from tests.integration.conftest import TOKEN
 
 
 class Commits:
@@ -131,16 +138,80 @@ def test_a_notification_whose_transaction_fails_is_still_stored(harness, commits
     assert retried.status_code == 200 and retried.get_json()["blocks"]
 
 
-def test_a_decision_taken_on_a_snapshot_that_went_stale_is_taken_again_under_the_lock(harness, monkeypatch):
-    """On SQLite the interpreter runs first on a snapshot read before the write turn; if the call
-    changed in between, the snapshot's decision is dropped and the step is decided again on the
-    locked row."""
-    harness.answer("W6")
-    stale = harness.db.get_call("W6")
-    harness.reply("W6", "play")  # the call moves on to the menu (gather)
-    real_get_call = harness.db.get_call
-    monkeypatch.setattr(harness.db, "get_call",
-                        lambda session, **kw: stale if session == "W6" else real_get_call(session, **kw))
-    response = harness.reply("W6", "gather", digits="1")
-    assert response.status_code == 200 and response.get_json()["status"] == "ok"
-    assert harness.hoiio.last()[1]["msg"] == "Enter your four digit PIN."
+class ClaimCommits:
+    """Counts the commits that stored at least one notification's claim (its main transaction)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.count = 0
+        self._open: set[int] = set()
+        self._engine = engine
+        sa.event.listen(engine, "before_cursor_execute", self._on_statement)
+        sa.event.listen(engine, "commit", self._on_commit)
+
+    def _on_statement(self, conn, _cursor, statement, *_args) -> None:
+        if "INSERT INTO notifications" in statement:
+            self._open.add(id(conn))
+
+    def _on_commit(self, conn) -> None:
+        if id(conn) in self._open:
+            self._open.discard(id(conn))
+            self.count += 1
+
+    def close(self) -> None:
+        sa.event.remove(self._engine, "before_cursor_execute", self._on_statement)
+        sa.event.remove(self._engine, "commit", self._on_commit)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_notifications_arriving_together_share_one_commit(harness):
+    """Group commit: notifications whose main transactions wait for the write lock are written in
+    one transaction; each still gets its own answer, and a redelivery among them is a duplicate."""
+    sessions = [f"G{n}" for n in range(6)]
+    for session in sessions:
+        harness.answer(session)
+        harness.reply(session, "play")  # now at the menu
+    urls = {session: harness.notify_url(session) for session in sessions}
+    assert harness.db.settle_sent(10)
+    claims = ClaimCommits(harness.db.engine)
+    answers: dict[str, list] = {session: [] for session in sessions}
+
+    def post(session: str) -> None:
+        client = harness.app.test_client()
+        parts = urlsplit(urls[session])
+        fields = {"ivr_block": "gather", "session": session, "txn_ref": f"AA-{session}", "call_state": "ongoing",
+                  "from": "+6591234567", "to": "+6560000001", "tag": "", "digits": "1"}
+        body = urlencode(fields).encode()
+        answers[session].append(client.post(f"{parts.path}?{parts.query}", data=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Hoiio-Signature": sign_body(body, TOKEN)}))
+
+    holder = sqlite3.connect(harness.db.url.database, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock meanwhile
+    threads = [threading.Thread(target=post, args=(session,)) for session in [*sessions, "G0"]]  # G0 twice
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(harness.db._group.pending) < len(threads):
+            assert time.monotonic() < deadline, "the notifications never queued for the write"
+            time.sleep(0.005)
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    for thread in threads:
+        thread.join(10)
+    try:
+        assert claims.count == 1  # seven main transactions in one commit
+    finally:
+        claims.close()
+    for session in sessions[1:]:
+        (response,) = answers[session]
+        assert response.status_code == 200 and response.get_json()["status"] == "ok"
+    first, second = sorted(answers["G0"], key=lambda r: r.get_json()["status"])
+    assert (first.get_json()["status"], second.get_json()["status"]) == ("ignored", "ok")
+    assert first.get_json()["reason"] == "this notification was already handled"
+    asked = [params["session"] for _endpoint, params in harness.hoiio.requests
+             if params.get("msg") == "Enter your four digit PIN."]
+    assert sorted(asked) == sessions  # each call moved on once, the redelivered one too
+    assert harness.db.settle_sent(10)
+    outcomes = [row.outcome for row in _stored(harness, "G0")[-2:]]
+    assert sorted(outcomes) == ["accepted", "duplicate"]
