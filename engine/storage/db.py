@@ -163,8 +163,10 @@ def create_engine(
     pool_size: int = 5,
     max_overflow: int = 10,
     echo: bool = False,
+    settings: Mapping[str, str] | None = None,
 ) -> Engine:
-    """A pooled engine configured as described in the module docstring."""
+    """A pooled engine configured as described in the module docstring. ``settings``: PostgreSQL
+    server settings for its connections (``-c name=value``; ignored when the URL has ``options``)."""
     parsed = normalize_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
@@ -176,6 +178,7 @@ def create_engine(
             pool_size=pool_size,
             max_overflow=max_overflow,
             echo=echo,
+            settings=settings,
         )
     except (sa.exc.NoSuchModuleError, ImportError) as exc:
         raise InvalidDatabaseURL(f"cannot use {display_url(parsed)}: {exc}") from None
@@ -248,6 +251,7 @@ def _postgres_engine(
     pool_size: int,
     max_overflow: int,
     echo: bool,
+    settings: Mapping[str, str] | None = None,
 ) -> Engine:
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in url.query:
@@ -255,7 +259,8 @@ def _postgres_engine(
     if "application_name" not in url.query:
         connect_args["application_name"] = "ivr-engine"
     if "options" not in url.query:
-        connect_args["options"] = f"-c lock_timeout={int(lock_timeout_ms)}"
+        given = {"lock_timeout": str(int(lock_timeout_ms)), **(settings or {})}
+        connect_args["options"] = " ".join(f"-c {name}={value}" for name, value in given.items())
     engine = sa.create_engine(
         url,
         echo=echo,
@@ -679,6 +684,15 @@ class Database:
             max_overflow=max_overflow,
             echo=echo,
         )
+        #: where ``record_sent``'s results are written: on PostgreSQL, a small pool of its own whose
+        #: commits do not wait for the WAL to reach the disk (``synchronous_commit=off``). A result
+        #: written behind already waits in the worker's memory before its commit; this lets a server
+        #: crash lose the last ones too (at most 3 x ``wal_writer_delay``, 0.6 s by default), with the
+        #: same consequence: the recovery pass finds the block ``sending``. Each notification then
+        #: waits for one WAL flush, its main transaction's, not two.
+        self.sent_engine = self.engine if self.backend == "sqlite" else create_engine(
+            self.url, lock_timeout_ms=lock_timeout_ms, connect_timeout_s=connect_timeout_s, pool_size=1,
+            max_overflow=1, echo=echo, settings={"synchronous_commit": "off"})
         self.clock = clock or _utcnow
         self._lock_timeout_s = lock_timeout_ms / 1000
         self._local = threading.local()
@@ -758,6 +772,8 @@ class Database:
             self.checkpoints.stop()
         self._renew_sent()
         self.engine.dispose(close=False)
+        if self.sent_engine is not self.engine:
+            self.sent_engine.dispose(close=False)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what ``record_sent`` still holds (waiting up to ``timeout_s``), then close every
@@ -767,6 +783,8 @@ class Database:
         if self.checkpoints is not None:
             self.checkpoints.stop()
         self.engine.dispose()
+        if self.sent_engine is not self.engine:
+            self.sent_engine.dispose()
 
     def ping(self, timeout_s: float = 1.0) -> float:
         """Round trip to the database; returns the seconds it took. Raises ``DatabaseUnavailable`` when
@@ -1151,7 +1169,7 @@ class Database:
     def _write_autocommitted(self, items: list[_Sent]) -> None:
         back = items  # on an outage, all again (rewriting a stored result stores the same values)
         try:
-            with translated_errors(self.url), self.engine.connect() as conn:
+            with translated_errors(self.url), self.sent_engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
                 tx = Transaction(conn, self.clock)
                 try:
@@ -1169,10 +1187,10 @@ class Database:
 
     @contextmanager
     def _write_turn(self, unless: Callable[[], bool] | None) -> Iterator[tuple[sa.Connection, Transaction | None]]:
-        """A pooled connection and, on SQLite, the writer turn (none when ``unless()`` is true once
+        """A pooled connection for results written behind and, on SQLite, the writer turn (none when ``unless()`` is true once
         this process's turn comes: the ``Transaction`` is then None)."""
         turn = self.writers.turn(unless=unless) if self.writers is not None else nullcontext(True)
-        with translated_errors(self.url), self.engine.connect() as conn, turn as mine:
+        with translated_errors(self.url), self.sent_engine.connect() as conn, turn as mine:
             tx = Transaction(conn, self.clock) if mine else None
             try:
                 yield conn, tx

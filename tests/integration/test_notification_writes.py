@@ -26,11 +26,12 @@ class Commits:
     """Counts committed write transactions (read-only ones, ``db.reading()``, are not counted),
     and statements committed on their own, which count as one each."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, *engines: sa.Engine) -> None:
         self.count = 0
-        self._engine = engine
-        sa.event.listen(engine, "commit", self._on_commit)
-        sa.event.listen(engine, "before_cursor_execute", self._on_statement)
+        self._engines = set(engines)  # the Database's, and the one that writes results behind
+        for engine in self._engines:
+            sa.event.listen(engine, "commit", self._on_commit)
+            sa.event.listen(engine, "before_cursor_execute", self._on_statement)
 
     def _on_commit(self, conn) -> None:
         if conn.get_execution_options().get("ivr_write", True):
@@ -41,13 +42,14 @@ class Commits:
             self.count += 1
 
     def close(self) -> None:
-        sa.event.remove(self._engine, "commit", self._on_commit)
-        sa.event.remove(self._engine, "before_cursor_execute", self._on_statement)
+        for engine in self._engines:
+            sa.event.remove(engine, "commit", self._on_commit)
+            sa.event.remove(engine, "before_cursor_execute", self._on_statement)
 
 
 @pytest.fixture
 def commits(harness):
-    counter = Commits(harness.db.engine)
+    counter = Commits(harness.db.engine, harness.db.sent_engine)
     yield counter
     counter.close()
 

@@ -75,8 +75,17 @@ def _stored(database: Database, session: str, notification_id: int) -> tuple[str
 
 
 def _count_commits(database: Database) -> list[int]:
+    """Commits on the ``Database``'s connections, those that write results behind included, and
+    statements committed on their own."""
     count = [0]
-    sa.event.listen(database.engine, "commit", lambda _conn: count.__setitem__(0, count[0] + 1))
+
+    def on_statement(conn, *_args) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            count[0] += 1
+
+    for engine in {database.engine, database.sent_engine}:
+        sa.event.listen(engine, "commit", lambda _conn: count.__setitem__(0, count[0] + 1))
+        sa.event.listen(engine, "before_cursor_execute", on_statement)
     return count
 
 
@@ -254,3 +263,21 @@ def test_a_process_that_exits_writes_what_is_queued_first(database_url):
         assert _stored(again, "S1", finish["notification_id"]) == ("sent", "accepted")
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_results_are_written_without_waiting_for_the_wal_flush(db):
+    """Their commits do not wait for the disk (``synchronous_commit=off``, on connections of their
+    own); every other write still does."""
+    marks, finish = _sent_block(db, "S1")
+    on_main, on_sent = [], []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: on_main.append(args[2]))
+    sa.event.listen(db.sent_engine, "before_cursor_execute", lambda *args: on_sent.append(args[2]))
+    db.record_sent(marks, finish)
+    assert db.settle_sent(10)
+    assert on_sent and not on_main  # written on the connections of their own
+    assert _stored(db, "S1", finish["notification_id"]) == ("sent", "accepted")
+    with db.sent_engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
