@@ -211,9 +211,10 @@ def profile(database_url: str, *, calls: int = 300, warmup: int = 30, top: int =
             counts["statements"] += 1
             counts[statement.split(None, 1)[0].upper()] += 1
 
-        sa.event.listen(db.engine, "before_cursor_execute", on_execute)
-        sa.event.listen(db.engine, "commit", lambda _conn: counts.update(["commits"]))
-        sa.event.listen(db.engine.pool, "checkout", lambda *_a: counts.update(["checkouts"]))
+        for engine in {db.engine, db.sent_engine}:  # the second writes results behind on PostgreSQL
+            sa.event.listen(engine, "before_cursor_execute", on_execute)
+            sa.event.listen(engine, "commit", lambda _conn: counts.update(["commits"]))
+            sa.event.listen(engine.pool, "checkout", lambda *_a: counts.update(["checkouts"]))
         profiler = cProfile.Profile(time.process_time if clock == "cpu" else time.perf_counter)
         profiler.enable()
         profiled = sum(driver.call() for _ in range(calls))
