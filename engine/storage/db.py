@@ -1187,8 +1187,8 @@ class Database:
 
     @contextmanager
     def _write_turn(self, unless: Callable[[], bool] | None) -> Iterator[tuple[sa.Connection, Transaction | None]]:
-        """A pooled connection for results written behind and, on SQLite, the writer turn (none when ``unless()`` is true once
-        this process's turn comes: the ``Transaction`` is then None)."""
+        """A pooled connection for results written behind and, on SQLite, the writer turn (none
+        when ``unless()`` is true once this process's turn comes: the ``Transaction`` is then None)."""
         turn = self.writers.turn(unless=unless) if self.writers is not None else nullcontext(True)
         with translated_errors(self.url), self.sent_engine.connect() as conn, turn as mine:
             tx = Transaction(conn, self.clock) if mine else None
