@@ -93,3 +93,24 @@ def test_gunicorn_on_postgres_ready_and_counting(tmp_path):
             server.wait(timeout=10)
         log.close()
         fake.stop()
+
+
+def test_gunicorn_settings_recycle_workers_only_when_asked(monkeypatch):
+    """A recycled worker reloads the app while callers wait: off unless IVR_MAX_REQUESTS is set."""
+    from gunicorn.config import Config
+
+    def loaded() -> Config:
+        cfg = Config()
+        namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
+        exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+        for name in ("max_requests", "max_requests_jitter", "threads", "worker_class"):
+            cfg.set(name, namespace[name])
+        return cfg
+
+    monkeypatch.delenv("IVR_MAX_REQUESTS", raising=False)
+    default = loaded()
+    assert (default.max_requests, default.max_requests_jitter) == (0, 0)  # gunicorn: 0 is never
+    assert default.worker_class_str == "gthread" and default.threads == 4
+    monkeypatch.setenv("IVR_MAX_REQUESTS", "20000")
+    asked = loaded()
+    assert (asked.max_requests, asked.max_requests_jitter) == (20000, 2000)
