@@ -1,8 +1,9 @@
 """Database connection: URL handling, the pooled engine, transactions, and ``Database``.
 
 ``Database`` is the storage API the service layer holds (one per process). Writes happen in
-``with db.transaction() as tx:`` (see ``engine.storage.repository.Transaction``); the other methods
-are short transactions of their own.
+``with db.transaction() as tx:`` (see ``engine.storage.repository.Transaction``), or as a function
+``db.write(fn)``, which on SQLite may share its commit with other threads' (group commit: the
+notifications' main transactions); the other methods are short transactions of their own.
 
 How one call's notifications are serialised:
 
