@@ -396,7 +396,7 @@ class WriterQueue:
         deadline = time.monotonic() + self.timeout_s
         lock = self._lock
         if not lock.acquire(timeout=self.timeout_s):
-            raise self.busy()
+            raise self.busy_error()
         try:
             if unless is not None and unless():
                 yield False
@@ -420,11 +420,11 @@ class WriterQueue:
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise self.busy() from None
+                    raise self.busy_error() from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.0004)
 
-    def busy(self) -> StorageBusy:
+    def busy_error(self) -> StorageBusy:
         return StorageBusy(f"the SQLite database {self._where} stayed locked beyond the lock timeout "
                            f"({self.timeout_s:g} s): another writer held it")
 
@@ -831,9 +831,7 @@ class Database:
         if self.writers is None:
             with self.transaction() as tx:
                 return fn(tx)
-        if getattr(self._local, "writing", False):
-            with self._write_guard():  # raises NestedTransaction
-                pass
+        self._refuse_nested_write()
         group = self._group
         if group.pid != os.getpid():
             group = self._group_for_this_process()
@@ -845,7 +843,7 @@ class Database:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 and not unit.taken:
                     group.pending.remove(unit)
-                    raise self.writers.busy()
+                    raise self.writers.busy_error()
                 group.cond.wait(remaining if remaining > 0 and not unit.taken else None)
             if unit.done:
                 return unit.outcome()
@@ -905,13 +903,13 @@ class Database:
             return self._group
 
     @contextmanager
-    def reading(self, *, settled: bool = True) -> Iterator[Transaction]:
+    def reading(self) -> Iterator[Transaction]:
         """A read-only transaction (deferred ``BEGIN`` on SQLite: never waits for writers in WAL mode).
         It sees what this process wrote, ``record_sent`` included: it first waits (up to the lock
-        timeout) for the results still queued there, unless ``settled=False`` or this thread is
-        inside a write transaction (on SQLite the queue's writer would wait for that transaction's
-        turn; its commit writes them)."""
-        if settled and not getattr(self._local, "writing", False):
+        timeout) for the results still queued there, unless this thread is inside a write
+        transaction (on SQLite the queue's writer would wait for that transaction's turn; its commit
+        writes them)."""
+        if not getattr(self._local, "writing", False):
             self.settle_sent()
         with self._transaction(write=False) as tx:
             yield tx
@@ -966,14 +964,17 @@ class Database:
                 failed.append(item)
         return failed
 
-    @contextmanager
-    def _write_guard(self) -> Iterator[None]:
+    def _refuse_nested_write(self) -> None:
         if getattr(self._local, "writing", False):
             raise NestedTransaction(
                 "a write on the Database was started inside `with db.transaction() as tx:` in the same "
                 "thread; on SQLite it would wait for the enclosing transaction forever. Use the tx.* "
                 "method of the enclosing transaction instead"
             )
+
+    @contextmanager
+    def _write_guard(self) -> Iterator[None]:
+        self._refuse_nested_write()
         self._local.writing = True
         try:
             yield

@@ -53,11 +53,18 @@ def _in_threads(database: Database, fns: dict[str, object]) -> tuple[dict[str, o
     return got, threads
 
 
-def _wait_pending(database: Database, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(database._group.pending) < count:
-        assert time.monotonic() < deadline, "the callers never queued"
-        time.sleep(0.005)
+def _together(database: Database, fns: dict[str, object]) -> dict[str, object]:
+    """Each function's ``write`` called from a thread of its own while another program holds
+    SQLite's write lock, released once all of them wait; returns what each caller got."""
+    with _held(database):
+        got, threads = _in_threads(database, fns)
+        deadline = time.monotonic() + 10
+        while len(database._group.pending) < len(fns):
+            assert time.monotonic() < deadline, "the callers never queued"
+            time.sleep(0.005)
+    for thread in threads:
+        thread.join(10)
+    return got
 
 
 def test_write_commits_and_returns_what_the_function_returned(db):
@@ -80,11 +87,7 @@ def test_write_inside_a_write_transaction_is_refused(db):
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_on_sqlite_callers_waiting_for_the_lock_share_one_commit(db):
     commits = _count_commits(db)
-    with _held(db):  # another program holds SQLite's write lock
-        got, threads = _in_threads(db, {f"S{n}": _add(f"S{n}") for n in range(6)})
-        _wait_pending(db, 6)
-    for thread in threads:
-        thread.join(10)
+    got = _together(db, {f"S{n}": _add(f"S{n}") for n in range(6)})
     assert got == {f"S{n}": f"stored S{n}" for n in range(6)}
     assert commits[0] == 1  # one commit for all six, where each used to take its own
     assert _sessions(db) == {f"S{n}" for n in range(6)}
@@ -92,15 +95,7 @@ def test_on_sqlite_callers_waiting_for_the_lock_share_one_commit(db):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_in_a_shared_commit_a_failing_function_undoes_only_its_own_writes(db):
-    with _held(db):
-        got, threads = _in_threads(db, {
-            "S1": _add("S1"),
-            "S2": _add("S2", fail=ValueError("bad digits")),
-            "S3": _add("S3"),
-        })
-        _wait_pending(db, 3)
-    for thread in threads:
-        thread.join(10)
+    got = _together(db, {"S1": _add("S1"), "S2": _add("S2", fail=ValueError("bad digits")), "S3": _add("S3")})
     assert got["S1"] == "stored S1" and got["S3"] == "stored S3"
     assert isinstance(got["S2"], ValueError) and str(got["S2"]) == "bad digits"
     assert _sessions(db) == {"S1", "S3"}
@@ -108,15 +103,8 @@ def test_in_a_shared_commit_a_failing_function_undoes_only_its_own_writes(db):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_in_a_shared_commit_an_outage_fails_every_caller_and_stores_nothing(db):
-    with _held(db):
-        got, threads = _in_threads(db, {
-            "S1": _add("S1"),
-            "S2": _add("S2", fail=DatabaseUnavailable("disk I/O error")),
-            "S3": _add("S3"),
-        })
-        _wait_pending(db, 3)
-    for thread in threads:
-        thread.join(10)
+    outage = DatabaseUnavailable("disk I/O error")
+    got = _together(db, {"S1": _add("S1"), "S2": _add("S2", fail=outage), "S3": _add("S3")})
     assert all(isinstance(got[name], DatabaseUnavailable) for name in ("S1", "S2", "S3")), got
     assert len({id(got[name]) for name in ("S1", "S2", "S3")}) == 3  # each thread raises its own copy
     assert _sessions(db) == set()
