@@ -1137,10 +1137,11 @@ class Database:
                 queue.settle(alone[position:], alone[position:])
                 raise
             except Exception as exc:  # noqa: BLE001 - this item's own fault: logged, the others go on
-                queue.settle([item], [])
+                # logged before it leaves the queue: whoever waits for the queue then finds the log line
                 log.error("dropped the result of a sent block that could not be stored (session %s, step %s, "
                           "notification %s): %s", item.marks[-1].get("session"), item.marks[-1].get("step"),
                           item.finish.get("notification_id"), _first_line(getattr(exc, "orig", None) or exc))
+                queue.settle([item], [])
             else:
                 queue.settle([item], [])
         if not queue.items:
