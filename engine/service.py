@@ -55,7 +55,6 @@ from engine.storage import (
     ConcurrentUpdate,
     Database,
     DatabaseUnavailable,
-    DuplicateCall,
     StorageBusy,
     make_dedupe_key,
 )
@@ -405,21 +404,21 @@ class CallService:
         result = interpreter.start(flow, session=event.session, call=call, now=self.now())
         state = result.state.to_dict()
 
+        new_call = {"session": event.session, "flow": flow.name, "flow_version": flow.version, "direction": "inbound",
+                    "state": state, "node": result.state.node, "step": result.state.step,
+                    "status": result.state.status, "caller": event.caller, "called": event.called, "dest": None,
+                    "txn_ref": event.txn_ref}
+
         def body(tx: Any) -> Outcome | None:
-            if not self._store_request(tx, pending, dedupe, event.session, 0):
+            pending.staged_id, claimed, row = tx.start_call(dedupe, **pending.raw, session=event.session, step=0,
+                                                            call=new_call,
+                                                            queue=self._outbox_rows(event.session, result.actions))
+            if not claimed:
                 return self._done_in(tx, pending, self._ignored(event.session, None, "duplicate",
                                                                 "this notification was already handled"))
-            try:
-                tx.insert_call(
-                    session=event.session, flow=flow.name, flow_version=flow.version, direction="inbound",
-                    state=state, node=result.state.node, step=result.state.step,
-                    status=result.state.status, caller=event.caller, called=event.called, dest=None,
-                    txn_ref=event.txn_ref,
-                )
-            except DuplicateCall:  # answered before, or a racing copy of this answer won on another worker
+            if row is None:  # answered before, or a racing copy of this answer won on another worker
                 return self._done_in(tx, pending, self._ignored(event.session, None, "duplicate",
                                                                 "this call was already answered"))
-            self._queue_blocks(tx, event.session, result.actions)
             if not result.actions:
                 return self._done_in(tx, pending, self._after_commit(flow, event.session, result))
             return None

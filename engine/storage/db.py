@@ -31,6 +31,9 @@ How one call's notifications are serialised:
   or when its socket has something to read (a server ending a session says so and closes it): a
   busy server is not asked ``SELECT 1`` before every transaction. A connection that dies while in
   use is reported as ``DatabaseUnavailable`` and SQLAlchemy replaces the whole pool.
+  The driver is in autocommit and a transaction's ``BEGIN`` is sent with its first statement, in
+  one round trip where that statement runs on the driver (``engine.storage.direct.begin_lazily``):
+  psycopg would send it alone and wait for its answer first.
 
 Inside ``with db.transaction() as tx:`` use ``tx.*`` for every write: a write through ``db.*`` from
 the same thread raises ``NestedTransaction`` at once (on SQLite it would wait for the enclosing
@@ -66,7 +69,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import StaticPool
 
-from engine.storage.direct import DirectStatement
+from engine.storage.direct import DirectStatement, begin_lazily
 from engine.storage.errors import (
     DatabaseUnavailable,
     InvalidDatabaseURL,
@@ -269,7 +272,16 @@ def _postgres_engine(
         max_overflow=max_overflow,
         pool_recycle=1800,
         connect_args=connect_args,
+        # psycopg would send BEGIN on a round trip of its own before a transaction's first
+        # statement; the transaction is begun here instead (``begin_lazily``), with that statement
+        isolation_level="AUTOCOMMIT",
     )
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin(conn: sa.Connection, cursor: Any, _statement: Any, _params: Any, context: Any, _many: bool) -> None:
+        # context None: a DirectStatement, which sends the BEGIN with its statement
+        if context is not None and begin_lazily(conn, cursor.connection):
+            cursor.connection.execute(b"BEGIN")
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:

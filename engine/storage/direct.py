@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["DirectResult", "DirectStatement"]
+__all__ = ["DirectResult", "DirectStatement", "begin_lazily"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -129,10 +129,18 @@ class DirectStatement:
         cursor = driver.cursor()
         try:
             listeners = conn.dispatch.before_cursor_execute
+            begin = dialect.name == "postgresql" and begin_lazily(conn, driver)
             if listeners:
                 for listener in listeners:
                     listener(conn, cursor, plan.sql, parameters, None, False)
-            cursor.execute(plan.sql, parameters)
+            if begin:
+                # the transaction's first statement: BEGIN and it in one round trip (psycopg's
+                # pipeline mode; their results arrive at its end)
+                with driver.pipeline():
+                    driver.execute(b"BEGIN")
+                    cursor.execute(plan.sql, parameters)
+            else:
+                cursor.execute(plan.sql, parameters)
             rows: list[dict[str, Any]] = []
             if plan.columns:  # a SELECT, or DML with RETURNING
                 fetched = cursor.fetchall()
@@ -143,6 +151,24 @@ class DirectStatement:
             raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
         finally:
             cursor.close()
+
+
+def begin_lazily(conn: sa.Connection, driver: Any) -> bool:
+    """Whether a PostgreSQL transaction is wanted on ``conn`` and still has to be begun: its next
+    statement is then sent after ``BEGIN``, in one round trip where the statement is run on the
+    driver (``engine.storage.direct``).
+
+    The PostgreSQL engines are in autocommit at the driver, so psycopg sends no ``BEGIN`` of its own
+    (it would wait for its answer before sending the statement). SQLAlchemy still begins and ends
+    its transactions, and psycopg's ``commit``/``rollback`` send ``COMMIT``/``ROLLBACK`` whenever
+    the server is in a transaction. A connection given ``isolation_level="AUTOCOMMIT"`` explicitly
+    runs each statement on its own (``Database._write_autocommitted``)."""
+    if not driver.autocommit or driver.pgconn.transaction_status != _PG_IDLE or not conn.in_transaction():
+        return False
+    return conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+
+
+_PG_IDLE = 0  # libpq's PQTRANS_IDLE (psycopg.pq.TransactionStatus.IDLE): no transaction open
 
 
 def _wrapped(conn: sa.Connection, sql: str, parameters: Any, exc: Exception, cursor: Any) -> sa.exc.DBAPIError:

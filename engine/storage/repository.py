@@ -423,7 +423,32 @@ def _update_and_queue_statement() -> DirectStatement:
                                      sa.select(queued.c.id).scalar_subquery().label("block_id")))
 
 
+def _start_call_statement() -> DirectStatement:
+    """PostgreSQL: ``start_call``'s three INSERTs in one statement (data-modifying CTEs): the
+    request, claiming its dedupe key; the call (parameters named ``call_<column>``), if the key was
+    claimed; its block (``block_<column>``), if the call was inserted and ``with_block``. One row: ``claimed_id`` (NULL
+    when the key was already claimed), the call's columns (NULL when not inserted) and ``block_id``."""
+    names = (*_NOTIFICATION_COLUMNS, "dedupe_key")
+    claimed = (postgresql.insert(notifications).values(**{name: _param(notifications.c[name]) for name in names})
+               .on_conflict_do_nothing(index_elements=["dedupe_key"])
+               .returning(notifications.c.id.label("claimed_id")).cte("claimed"))
+    call_values = sa.select(*[_param(calls.c[name], f"call_{name}") for name in _CALL_COLUMNS]).where(
+        sa.exists(claimed.select()))
+    started = (postgresql.insert(calls).from_select(list(_CALL_COLUMNS), call_values)
+               .on_conflict_do_nothing(index_elements=["session"]).returning(*calls.c).cte("started"))
+    block_values = sa.select(*[sa.bindparam(f"block_{name}", type_=blocks.c[name].type) for name in _BLOCK_COLUMNS])
+    queued = (postgresql.insert(blocks)
+              .from_select(list(_BLOCK_COLUMNS), block_values.where(sa.exists(started.select()),
+                                                                   sa.bindparam("with_block", type_=sa.Boolean)))
+              .on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id).cte("queued"))
+    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    return DirectStatement(
+        sa.select(claimed.c.claimed_id, *started.c, sa.select(queued.c.id).scalar_subquery().label("block_id"))
+        .select_from(one.outerjoin(claimed, sa.true()).outerjoin(started, sa.true())))
+
+
 _CLAIM_AND_LOCK = _claim_and_lock_statement()
+_START_CALL = _start_call_statement()
 _UPDATE_AND_QUEUE = _update_and_queue_statement()
 
 
@@ -493,8 +518,21 @@ class Transaction:
         the transaction stays usable (on PostgreSQL the insert first waits for a concurrent
         transaction inserting the same session, then ``tx.lock_call`` sees its row)."""
         self._require_write()
+        values = self._call_values(session=session, flow=flow, flow_version=flow_version, state=state,
+                                   direction=direction, node=node, step=step, status=status, caller=caller,
+                                   called=called, dest=dest, txn_ref=txn_ref, outcome=outcome, billing=billing)
+        inserted = _insert_or_nothing(self.conn.dialect.name, "call").execute(self.conn, values).first()
+        if inserted is None:
+            raise DuplicateCall(session)
+        return CallRow(**inserted)
+
+    def _call_values(self, *, session: str, flow: str, flow_version: str, state: Mapping[str, Any],
+                     direction: str = "inbound", node: str | None = None, step: int = 0, status: str = "active",
+                     caller: str | None = None, called: str | None = None, dest: str | None = None,
+                     txn_ref: str | None = None, outcome: str | None = None,
+                     billing: Mapping[str, Any] | None = None) -> dict[str, Any]:
         now = self.now()
-        values = {
+        return {
             "session": session,
             "flow": flow,
             "flow_version": flow_version,
@@ -514,10 +552,45 @@ class Transaction:
             "ended_at": now if status == "ended" else None,
             "row_version": 1,
         }
-        inserted = _insert_or_nothing(self.conn.dialect.name, "call").execute(self.conn, values).first()
-        if inserted is None:
-            raise DuplicateCall(session)
-        return CallRow(**inserted)
+
+    def start_call(self, dedupe_key: str, *request: Any, call: Mapping[str, Any],
+                   queue: Sequence[Mapping[str, Any]] = (), **details: Any) -> tuple[int, bool, CallRow | None]:
+        """A call's first notification: ``record_claimed(dedupe_key, *request, **details)``, then, if
+        claimed, ``insert_call(**call)`` and, if inserted, ``add_block(**block)`` for each block of
+        ``queue``. ``(id, claimed, row)``: ``row`` is the new call, None when the key was already
+        claimed or the call already exists (``DuplicateCall`` is not raised). On PostgreSQL, with at
+        most one block, one statement."""
+        if self.conn.dialect.name != "postgresql" or len(queue) > 1:
+            found_id, claimed = self.record_claimed(dedupe_key, *request, **details)
+            if not claimed:
+                return found_id, False, None
+            try:
+                row = self.insert_call(**call)
+            except DuplicateCall:
+                return found_id, True, None
+            for block in queue:
+                self.add_block(**block)
+            return found_id, True, row
+        self._require_write()
+        values = self._notification_values(*request, **details)
+        params = {**values, "dedupe_key": dedupe_key,
+                  **{f"call_{name}": value for name, value in self._call_values(**call).items()}}
+        if queue:
+            block = self._block_params(**queue[0])
+        else:  # no row is inserted; the values only give the parameters their types
+            block = dict.fromkeys(_BLOCK_COLUMNS)
+        params.update({f"block_{name}": value for name, value in block.items()}, with_block=bool(queue))
+        found = _START_CALL.execute(self.conn, params).first()
+        if found is None or found["claimed_id"] is None:
+            values.update(outcome=None, reason=None, response=None, duration_ms=None)
+            return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False, None
+        claimed_id = int(found.pop("claimed_id"))
+        block_id = found.pop("block_id")
+        if found["id"] is None:
+            return claimed_id, True, None
+        if queue and block_id is None:
+            raise DuplicateBlock(queue[0]["session"], queue[0]["step"])
+        return claimed_id, True, CallRow(**found)
 
     def update_call(
         self,

@@ -193,3 +193,111 @@ def test_update_call_with_a_queued_block_refuses_a_block_already_queued(db):
     with pytest.raises(DuplicateBlock), db.transaction() as tx:
         tx.update_call(**_update(1), queue=[_block(2)])
     assert db.get_call("S1").row_version == 1  # rolled back with the transaction
+
+
+def _new_call(session: str = "S9") -> dict:
+    return {"session": session, "flow": "support", "flow_version": "v1", "state": {"node": "welcome"},
+            "node": "welcome", "step": 1, "status": "active", "caller": "+6591234567", "called": "+6531580000",
+            "txn_ref": "T-1"}
+
+
+def _answer(tx, key: str, *, queue: list, session: str = "S9"):
+    return tx.start_call(key, "POST /hoiio/answer", "POST", body=b"session=" + session.encode(), session=session,
+                         step=0, call=_new_call(session), queue=queue)
+
+
+@pytest.mark.parametrize("blocks_queued", [0, 1, 2])
+def test_start_call_stores_the_request_the_call_and_its_blocks(db, blocks_queued):
+    queue = [{**_block(step), "session": "S9"} for step in range(1, blocks_queued + 1)]
+    with db.transaction() as tx:
+        notification_id, claimed, row = _answer(tx, "a1", queue=queue)
+    assert claimed and row == db.get_call("S9") == _through_sqlalchemy(db, "S9")
+    assert (row.row_version, row.caller, row.txn_ref, row.state) == (1, "+6591234567", "T-1", {"node": "welcome"})
+    stored = db.get_notification(notification_id)
+    assert (stored.dedupe_key, stored.session, stored.step, stored.outcome) == ("a1", "S9", 0, None)
+    assert [(b.step, b.status, b.params) for b in db.blocks_for("S9")] == [
+        (step, "sending", {"msg": "Press 1"}) for step in range(1, blocks_queued + 1)]
+
+
+def test_start_call_of_a_redelivery_stores_it_unclaimed_and_starts_nothing(db):
+    with db.transaction() as tx:
+        first, _, _ = _answer(tx, "a1", queue=[{**_block(1), "session": "S9"}])
+    with db.transaction() as tx:
+        again, claimed, row = _answer(tx, "a1", queue=[{**_block(1), "session": "S9"}])
+    assert (claimed, row) == (False, None)
+    assert again > first and db.get_notification(again).dedupe_key is None
+    assert len(db.blocks_for("S9")) == 1 and db.get_call("S9").row_version == 1
+
+
+def test_start_call_of_an_existing_call_claims_the_key_and_changes_nothing(db):
+    insert_call(db, "S9")
+    before = db.get_call("S9")
+    with db.transaction() as tx:
+        notification_id, claimed, row = _answer(tx, "a2", queue=[{**_block(1), "session": "S9"}])
+        tx.finish_notification(notification_id, "duplicate")  # the transaction is still usable
+    assert (claimed, row) == (True, None)
+    assert db.get_call("S9") == before and db.blocks_for("S9") == []
+    assert db.get_notification(notification_id).outcome == "duplicate"
+
+
+def test_start_call_is_undone_with_its_transaction(db):
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        _answer(tx, "a1", queue=[{**_block(1), "session": "S9"}])
+        raise RuntimeError("after the start")
+    assert db.get_call("S9") is None and db.blocks_for("S9") == []
+    with db.transaction() as tx:
+        _, claimed, row = _answer(tx, "a1", queue=[])
+    assert claimed and row is not None  # the key was released with the rollback
+
+
+# ---------------------------------------------------------------- PostgreSQL: BEGIN sent with the first statement
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_transaction_is_begun_with_its_first_statement(db, database_url, monkeypatch):
+    import psycopg
+
+    begun_in_pipeline = []
+    real_execute = psycopg.Connection.execute
+
+    def spying_execute(self, query, *args, **kwargs):
+        if query in (b"BEGIN", "BEGIN"):
+            begun_in_pipeline.append(self._pipeline is not None)
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", spying_execute)
+    insert_call(db, "S1")
+    begun_in_pipeline.clear()
+    with db.transaction() as tx:
+        row = tx.lock_call("S1")
+        assert tx.conn.connection.dbapi_connection.autocommit  # psycopg sends no BEGIN of its own
+        in_transaction = tx.conn.exec_driver_sql("SELECT now() = statement_timestamp()").scalar()
+        tx.update_call("S1", {"n": 1}, "menu", 2, "active", expected_row_version=row.row_version)
+    assert begun_in_pipeline == [True]  # one BEGIN, queued with the SELECT ... FOR UPDATE
+    assert in_transaction is False  # the second statement ran inside the transaction the first began
+    assert db.get_call("S1").row_version == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_the_first_statement_is_undone_with_the_transaction(db, database_url):
+    insert_call(db, "S1")
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        tx.update_call("S1", {"n": 1}, "menu", 2, "active", expected_row_version=1)  # the BEGIN goes with it
+        raise RuntimeError("undo")
+    assert db.get_call("S1").row_version == 1
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        tx.conn.execute(sa.update(calls).values(step=9))  # through SQLAlchemy: BEGIN sent before it
+        raise RuntimeError("undo")
+    assert db.get_call("S1").step == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_failed_first_statement_leaves_the_connection_clean(db, database_url):
+    insert_call(db, "S1")
+    with pytest.raises(ConcurrentUpdate), db.transaction() as tx:
+        tx.update_call("S1", {"n": 1}, "menu", 2, "active", expected_row_version=5)
+    with pytest.raises(sa.exc.DataError), db.transaction() as tx:
+        tx.update_call("S1", {"n": 1}, "menu", 2**40, "active", expected_row_version=1)  # beyond an INTEGER
+    with db.engine.connect() as conn:
+        status = conn.connection.dbapi_connection.info.transaction_status
+    assert status == 0  # idle: the pool rolled the aborted transaction back
+    with db.transaction() as tx:
+        assert tx.update_call("S1", {"n": 1}, "menu", 2, "active", expected_row_version=1) == 2
