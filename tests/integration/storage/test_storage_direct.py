@@ -301,3 +301,74 @@ def test_on_postgresql_a_failed_first_statement_leaves_the_connection_clean(db, 
     assert status == 0  # idle: the pool rolled the aborted transaction back
     with db.transaction() as tx:
         assert tx.update_call("S1", {"n": 1}, "menu", 2, "active", expected_row_version=1) == 2
+
+
+# ---------------------------------------------------------------- several results in one statement
+def _blocks_and_requests(db, sessions):
+    """A sent block and its claimed notification for each session; their ids."""
+    ids = []
+    for session in sessions:
+        insert_call(db, session)
+        with db.transaction() as tx:
+            tx.add_block(session, 1, "menu", "gather", "ivr/middle/gather", {"msg": "x"}, status="pending")
+            tx.mark_block(session=session, step=1, status="failed", http_status=502, response={"old": True},
+                          error="earlier", attempts=2)
+            ids.append(tx.record_claimed(f"k-{session}", "POST /hoiio/notify", "POST", session=session)[0])
+    return ids
+
+
+def _results(db, session, notification_id):
+    block = db.blocks_for(session)[0]
+    stored = db.get_notification(notification_id)
+    return ((block.status, block.http_status, block.provider_status, block.response, block.duration_ms,
+             block.error, block.attempts, block.sent_at is not None),
+            (stored.outcome, stored.reason, stored.response, stored.duration_ms, stored.session, stored.step))
+
+
+def _pairs(ids, prefix):
+    marks = [  # every kind of value: kept when None, NUL in text, JSON, an attempt counted when sending
+        {"status": "sent", "http_status": 200, "provider_status": "success_ok", "response": {"a": [1, "é"]},
+         "duration_ms": 4.6, "attempts": 1, "error": None},
+        {"status": "unknown", "http_status": None, "provider_status": "error_timeout", "response": None,
+         "duration_ms": None, "attempts": None, "error": "timed out\x00"},
+        {"status": "sending"},
+    ]
+    finishes = [
+        {"outcome": "accepted", "response": {"blocks": [1]}, "duration_ms": 9.4, "step": 2},
+        {"outcome": "error", "reason": "bad\x00", "response": None, "session": "other"},
+        {"outcome": "stale"},
+    ]
+    return [({**mark, "session": f"{prefix}{n}", "step": 1}, {**finish, "notification_id": ids[n]})
+            for n, (mark, finish) in enumerate(zip(marks, finishes, strict=True))]
+
+
+def test_several_results_in_one_statement_store_what_one_at_a_time_stores(db):
+    one_ids = _blocks_and_requests(db, ["A0", "A1", "A2"])
+    many_ids = _blocks_and_requests(db, ["B0", "B1", "B2"])
+    with db.transaction() as tx:
+        for mark, finish in _pairs(one_ids, "A"):
+            tx.mark_block_and_finish(mark, finish)
+    statements = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with db.transaction() as tx:
+        tx.mark_blocks_and_finish(_pairs(many_ids, "B"))
+    if db.backend == "postgresql":
+        assert len(statements) == 1
+    for n in range(3):
+        one, many = _results(db, f"A{n}", one_ids[n]), _results(db, f"B{n}", many_ids[n])
+        assert one == tuple(tuple(f"A{n}" if value == f"B{n}" else value for value in part) for part in many)
+    assert _results(db, "B1", many_ids[1]) == (
+        ("unknown", 502, "error_timeout", None, None, "timed out\ufffd", 2, True),
+        ("error", "bad\ufffd", None, None, "other", None))
+    assert _results(db, "B2", many_ids[2])[0][6] == 3  # "sending" counts an attempt
+
+
+def test_several_results_in_one_statement_refuse_a_block_or_a_notification_twice(db):
+    ids = _blocks_and_requests(db, ["A0", "A1", "A2"])
+    pairs = _pairs(ids, "A")
+    twice_block = [pairs[0], ({**pairs[1][0], "session": "A0"}, pairs[1][1])]
+    twice_request = [pairs[0], (pairs[1][0], pairs[0][1])]
+    for bad in (twice_block, twice_request):
+        with pytest.raises(ValueError, match="twice"), db.transaction() as tx:
+            tx.mark_blocks_and_finish(bad)
+    assert db.blocks_for("A0")[0].status == "failed"  # nothing written
