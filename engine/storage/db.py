@@ -108,9 +108,6 @@ CHECKPOINT_INTERVAL_S = 0.5
 AUTOCHECKPOINT_PAGES = 10_000
 #: SQLite: how long sent blocks' results wait for a write transaction to carry them (``record_sent``).
 SENT_LINGER_S = 0.02
-#: PostgreSQL: how long the writer thread gathers sent blocks' results before writing them, all in one
-#: statement (the answers never wait for it; a reader of this process does not either: ``reading``).
-SENT_GATHER_S = 0.01
 
 
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
@@ -1127,11 +1124,10 @@ class Database:
             return self._sent
 
     def _sent_linger_s(self) -> float:
-        """How long queued results wait before the writer thread writes them. On SQLite, for another
-        write transaction to carry them: one writer at a time holds the lock, and a notification's
-        main transaction commits them at no extra cost under load. On PostgreSQL, for more of them
-        to come: one statement writes them all."""
-        return SENT_LINGER_S if self.backend == "sqlite" else SENT_GATHER_S
+        """How long queued results wait for another write transaction to carry them before the
+        writer thread writes them in one of its own: on SQLite, where one writer at a time holds the
+        lock, a notification's main transaction commits them at no extra cost under load."""
+        return SENT_LINGER_S if self.backend == "sqlite" else 0.0
 
     def _start_sent_writer(self, queue: _SentQueue) -> None:
         with self._sent_guard:
@@ -1162,9 +1158,9 @@ class Database:
                 queue.settle([item], [])
         if not queue.items:
             return
-        if self.writers is None and all(len(item.marks) == 1 for item in queue.items):
-            # PostgreSQL, one block each: one statement for them all, committed on its own (one
-            # round trip, where BEGIN, statements, COMMIT are three or more)
+        if self.writers is None and len(queue.items) == 1 and len(queue.items[0].marks) == 1:
+            # PostgreSQL, one result: its statement committed on its own is one round trip, where
+            # BEGIN, statement, COMMIT are three
             self._write_autocommitted(queue.take(alone=False))
             return
         try:
@@ -1186,26 +1182,13 @@ class Database:
             isinstance(exc, sa.exc.DBAPIError) and translate_error(exc, self.url) is not None)
 
     def _write_autocommitted(self, items: list[_Sent]) -> None:
-        """PostgreSQL: results of one block each, in one statement committed on its own
-        (``tx.mark_blocks_and_finish``). If it is refused, each is written alone next time."""
         back = items  # on an outage, all again (rewriting a stored result stores the same values)
         try:
             with translated_errors(self.url), self.sent_engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
                 tx = Transaction(conn, self.clock)
                 try:
-                    if len(items) == 1:
-                        back = self._write_sent(tx, items, tolerant=True)
-                    else:
-                        try:
-                            tx.mark_blocks_and_finish([(item.marks[0], item.finish) for item in items])
-                        except Exception as exc:
-                            if self._outage(exc):
-                                raise
-                            for item in items:
-                                item.alone = True
-                        else:
-                            back = []
+                    back = self._write_sent(tx, items, tolerant=True)
                 finally:
                     tx.close()
         finally:

@@ -361,48 +361,6 @@ _MARK_BLOCK_AND_FINISH = DirectStatement(
         .cte("marked")
     )
 )
-#: PostgreSQL: ``mark_block_and_finish`` for several blocks and notifications in one statement: each
-#: parameter an array (one element per pair, processed as its column's type processes a value),
-#: unnested into rows. (parameter, array type, column whose type processes its elements)
-_MARK_MANY_ARRAYS: tuple[tuple[str, str, sa.Column[Any] | None], ...] = (
-    ("key", "varchar[]", blocks.c.session),
-    ("block_step", "integer[]", blocks.c.step),
-    ("block_status", "varchar[]", blocks.c.status),
-    ("block_updated_at", "timestamptz[]", blocks.c.updated_at),
-    ("block_sent_at", "timestamptz[]", blocks.c.sent_at),
-    ("block_http_status", "integer[]", blocks.c.http_status),
-    ("block_provider_status", "varchar[]", blocks.c.provider_status),
-    ("block_response", "json[]", blocks.c.response),
-    ("block_duration_ms", "integer[]", blocks.c.duration_ms),
-    ("block_error", "text[]", blocks.c.error),
-    ("block_attempts", "integer[]", blocks.c.attempts),
-    ("block_add_attempt", "integer[]", None),
-    ("notification_id", "bigint[]", notifications.c.id),
-    ("outcome", "varchar[]", notifications.c.outcome),
-    ("reason", "text[]", notifications.c.reason),
-    ("response", "json[]", notifications.c.response),
-    ("duration_ms", "integer[]", notifications.c.duration_ms),
-    ("session", "varchar[]", notifications.c.session),
-    ("step", "integer[]", notifications.c.step),
-)
-_MARK_MANY = DirectStatement(sa.text(
-    "WITH v AS (SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{name} AS {sql_type})" for name, sql_type, _column in _MARK_MANY_ARRAYS)
-    + ") AS v(" + ", ".join(name for name, _sql_type, _column in _MARK_MANY_ARRAYS) + ")), "
-    "marked AS (UPDATE blocks SET status = v.block_status, updated_at = v.block_updated_at, "
-    "sent_at = coalesce(v.block_sent_at, blocks.sent_at), "
-    "http_status = coalesce(v.block_http_status, blocks.http_status), "
-    "provider_status = coalesce(v.block_provider_status, blocks.provider_status), "
-    "response = coalesce(v.block_response, blocks.response), "
-    "duration_ms = coalesce(v.block_duration_ms, blocks.duration_ms), "
-    "error = coalesce(v.block_error, blocks.error), "
-    "attempts = coalesce(v.block_attempts, blocks.attempts + v.block_add_attempt) "
-    "FROM v WHERE blocks.session = v.key AND blocks.step = v.block_step RETURNING blocks.id) "
-    "UPDATE notifications SET outcome = v.outcome, reason = v.reason, response = v.response, "
-    "duration_ms = v.duration_ms, session = coalesce(v.session, notifications.session), "
-    "step = coalesce(v.step, notifications.step) "
-    "FROM v WHERE notifications.id = v.notification_id"
-))
 _NOTIFICATION_COLUMNS = ("received_at", "session", "route", "method", "query_string", "headers", "body", "step")
 _RECORD_NOTIFICATION = DirectStatement(
     sa.insert(notifications).values(
@@ -988,41 +946,13 @@ class Transaction:
             return
         if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None:
             raise ValueError("mark_block_and_finish finds the block by session and step")
-        _MARK_BLOCK_AND_FINISH.execute(self.conn, self._mark_and_finish_params(mark, finish))
-
-    def _mark_and_finish_params(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> dict[str, Any]:
         params = self._finish_params(**finish)
         marked = self._mark_params(mark["status"], mark.get("http_status"), mark.get("provider_status"),
                                    mark.get("response"), mark.get("duration_ms"), mark.get("attempts"),
                                    mark.get("error"))
         params.update({f"block_{name}": value for name, value in marked.items()})
         params.update(key=mark["session"], block_step=mark["step"])
-        return params
-
-    def mark_blocks_and_finish(self, pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
-        """``mark_block_and_finish(mark, finish)`` for each pair, on PostgreSQL in one statement
-        whatever their number (``Database.record_sent`` writes a batch with it). Each block (by
-        session and step) and each notification may appear once."""
-        self._require_write()
-        for mark, _finish in pairs:
-            if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None:
-                raise ValueError("mark_blocks_and_finish finds the blocks by session and step")
-        if len({(mark["session"], mark["step"]) for mark, _finish in pairs}) < len(pairs):
-            raise ValueError("mark_blocks_and_finish: a block appears twice")
-        if len({finish.get("notification_id") for _mark, finish in pairs}) < len(pairs):
-            raise ValueError("mark_blocks_and_finish: a notification appears twice")
-        if self.conn.dialect.name != "postgresql" or len(pairs) == 1:
-            for mark, finish in pairs:
-                self.mark_block_and_finish(mark, finish)
-            return
-        rows = [self._mark_and_finish_params(mark, finish) for mark, finish in pairs]
-        dialect = self.conn.dialect
-        arrays = {}
-        for name, _sql_type, column in _MARK_MANY_ARRAYS:
-            processor = None if column is None else column.type.dialect_impl(dialect).bind_processor(dialect)
-            values = [row[name] for row in rows]
-            arrays[name] = values if processor is None else [processor(value) for value in values]
-        _MARK_MANY.execute(self.conn, arrays)
+        _MARK_BLOCK_AND_FINISH.execute(self.conn, params)
 
     def _mark_params(self, status: str | None, http_status: int | None, provider_status: str | None, response: Any,
                      duration_ms: float | None, attempts: int | None, error: str | None) -> dict[str, Any]:

@@ -123,21 +123,6 @@ def test_one_commit_carries_the_results_of_many_notifications(db):
                for marks, finish in sent)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_on_postgresql_one_statement_writes_the_results_gathered(db):
-    sent = [_sent_block(db, f"S{n}") for n in range(10)]
-    statements: list[str] = []
-    sa.event.listen(db.sent_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    with _held(db):
-        for marks, finish in sent:
-            db.record_sent(marks, finish)
-    assert db.settle_sent(10)
-    # the writer may have taken the first one alone before the others came; never one each
-    assert 1 <= len(statements) <= 2 and "unnest" in statements[-1]
-    assert all(_stored(db, marks[0]["session"], finish["notification_id"]) == ("sent", "accepted")
-               for marks, finish in sent)
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_on_sqlite_the_next_write_transaction_carries_them(db):
     marks, finish = _sent_block(db, "S1")
