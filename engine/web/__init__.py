@@ -62,8 +62,9 @@ def create_app(
 
     _install_reload_triggers(app, service, settings)
 
-    from engine.web import health, webhooks
+    from engine.web import health, throttle, webhooks
 
+    throttle.init_app(app)  # wrong tokens counted per client address (API and dashboard)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     from engine.web import api

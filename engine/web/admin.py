@@ -56,6 +56,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from engine.observability import mask_number, mask_text
+from engine.web import throttle
 
 log = logging.getLogger("engine.admin")
 
@@ -142,8 +143,14 @@ def _guard():
     if not token:
         return _page("off.html", status=404, title="Dashboard off")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":  # other schemes (a proxy's Basic login) are not ours: ignored
+    bearer = scheme.lower() == "bearer"  # other schemes (a proxy's Basic login) are not ours: ignored
+    if bearer or (request.endpoint == "admin.login" and request.method == "POST"):
+        wait = throttle.attempts().retry_after(throttle.client_address())
+        if wait is not None:
+            return _too_many(wait)
+    if bearer:
         if not _same(given.strip(), token):
+            _wrong_token("bearer token")
             return _unauthorized("wrong token")
         g.admin_via = "bearer"
         return None  # a script: no cookie, so no cross-site request forgery to guard against
@@ -166,6 +173,19 @@ def _unauthorized(reason: str) -> Response:
     response = Response(f"401 Unauthorized: {reason}. Log in at /admin/login or send "
                         "Authorization: Bearer <IVR_ADMIN_TOKEN>.\n", status=401, mimetype="text/plain")
     response.headers["WWW-Authenticate"] = 'Bearer realm="ivr-admin"'
+    return response
+
+
+def _wrong_token(how: str) -> None:
+    address = throttle.client_address()
+    throttle.attempts().failed(address)
+    log.warning("dashboard %s refused from %s", how, address)
+
+
+def _too_many(wait: int) -> Response:
+    response = _page("error.html", status=429, title="Too many tries",
+                     message=f"Too many wrong tokens were sent from your address. Try again in {wait} seconds.")
+    response.headers["Retry-After"] = str(wait)
     return response
 
 
@@ -204,7 +224,7 @@ def login():
             return redirect(target)
         return _page("login.html", title="Log in", next=target)
     if not _same(request.form.get("token", "").strip(), _token() or ""):
-        log.warning("dashboard login refused from %s", request.remote_addr)
+        _wrong_token("login")
         return _page("login.html", status=401, title="Log in", next=target,
                      error="That is not the dashboard token (IVR_ADMIN_TOKEN).")
     session.clear()

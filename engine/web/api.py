@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from engine.outbound import ApiError, Outbound, Reply, decode_json
 from engine.storage import DatabaseUnavailable, StorageBusy
-from engine.web import openapi
+from engine.web import openapi, throttle
 
 log = logging.getLogger("engine.api")
 
@@ -100,7 +100,14 @@ def _authenticate() -> Response | None:
     if scheme.lower() != "bearer" or not given.strip():
         return _error(ApiError(401, "unauthorized", "send the API token: Authorization: Bearer <IVR_API_TOKEN>",
                                headers={"WWW-Authenticate": 'Bearer realm="ivr"'}))  # fmt: skip
+    address = throttle.client_address()
+    wait = throttle.attempts().retry_after(address)
+    if wait is not None:
+        return _error(ApiError(429, "too_many_attempts", f"too many wrong tokens from {address}; try again in "
+                               f"{wait} s", headers={"Retry-After": str(wait)}))
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        throttle.attempts().failed(address)
+        log.warning("API request with a wrong token from %s", address)
         return _error(ApiError(401, "unauthorized", "the API token is wrong",
                                headers={"WWW-Authenticate": 'Bearer realm="ivr", error="invalid_token"'}))
     return None

@@ -220,6 +220,8 @@ _ERRORS = {
     "404": ("NotFound", "No such flow, call, room, participant or invite."),
     "409": ("Conflict", "The call has no Hoiio txn_ref yet."),
     "422": ("Invalid", "A field is missing or invalid; `field` names it. Nothing was dialled."),
+    "429": ("TooManyAttempts", "Too many wrong tokens from this address (10 in 5 minutes per worker); "
+            "`Retry-After` says when to try again."),
     "502": ("ProviderError", "Hoiio or VoipNow refused the request; `provider_status` and `meaning` say why."),
     "503": ("Unavailable", "The API is off (IVR_API_TOKEN unset), VoipNow is not configured, or the database "
             "is unavailable."),
@@ -240,7 +242,7 @@ def _body(schema: str) -> dict[str, Any]:
 
 
 _ROOM = _path_param("room", ROOM_PATTERN, "The conference room ID.")
-_COMMON = ("401", "503")
+_COMMON = ("401", "429", "503")
 
 
 def document() -> dict[str, Any]:

@@ -166,3 +166,26 @@ def test_security_headers(admin_sqlite):
     assert response.headers["Cache-Control"] == "no-store"
     css = admin_sqlite.client.get("/admin/static/admin.css")
     assert css.status_code == 200 and b"@media" in css.data
+
+
+def test_wrong_tokens_from_one_address_are_refused_for_a_while(admin_sqlite):
+    """Ten wrong tokens (form or bearer) from one address: then even the right one is refused from
+    there, with 429 and Retry-After; other addresses still get in."""
+    client = admin_sqlite.client
+    attacker = {"REMOTE_ADDR": "203.0.113.9"}
+    form = client.get("/admin/login")
+    for n in range(10):
+        data = {"token": f"guess-{n}", "csrf_token": csrf_of(form.data)}
+        if n % 2:
+            response = client.get("/admin/", headers={"Authorization": f"Bearer guess-{n}"}, environ_base=attacker)
+        else:
+            response = client.post("/admin/login", data=data, environ_base=attacker)
+        assert response.status_code == 401, n
+    right = {"token": ADMIN_TOKEN, "csrf_token": csrf_of(form.data)}
+    refused = client.post("/admin/login", data=right, environ_base=attacker)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "Too many wrong tokens" in text_of(refused)
+    bearer = client.get("/admin/", headers=BEARER, environ_base=attacker)
+    assert bearer.status_code == 429
+    assert client.get("/admin/", headers=BEARER, environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code == 200
+    assert client.get("/admin/login", environ_base=attacker).status_code == 200  # the form itself still shows

@@ -99,3 +99,13 @@ def test_a_wrong_method_is_a_405_with_allow(shared_world):
     assert r.headers["Allow"] == "POST"
     r = shared_world.api("PATCH", "/api/conferences/voipnow/invites/abc")
     assert r.status_code == 405 and set(r.headers["Allow"].split(", ")) == {"DELETE", "GET", "HEAD"}
+
+
+def test_wrong_tokens_from_one_address_are_refused_for_a_while(sqlite_world):
+    with nothing_sent(sqlite_world):
+        for _ in range(10):
+            r = requests.get(sqlite_world.url + "/api/calls/AA-1", headers={"Authorization": "Bearer nope"}, timeout=10)
+            assert_error(r, 401, code="unauthorized")
+        r = sqlite_world.get("/api/calls/AA-1")  # the right token, from the same address
+        body = assert_error(r, 429, code="too_many_attempts")
+        assert int(r.headers["Retry-After"]) > 0 and "try again" in body["error"]
