@@ -447,6 +447,9 @@ class CallService:
                     status=result.state.status, outcome=result.state.outcome,
                     billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
                     queue=self._outbox_rows(key, result.actions),
+                    # nothing is written after it when there are actions to carry out: on
+                    # PostgreSQL the transaction then commits with it, in the same round trip
+                    commit=bool(result.actions) and not result.outcome.startswith("ignored"),
                 )
             if result.outcome.startswith("ignored"):
                 return self._done_in(tx, pending, self._ignored(key, step, "stale", result.outcome))

@@ -118,8 +118,11 @@ class DirectStatement:
                 self._plans[dialect.name] = found
         return found
 
-    def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> DirectResult:
-        """Run on ``conn``'s driver connection, in its current transaction."""
+    def execute(self, conn: sa.Connection, params: Mapping[str, Any], *, commit: bool = False) -> DirectResult:
+        """Run on ``conn``'s driver connection, in its current transaction. ``commit`` (PostgreSQL):
+        then commit the transaction, ``COMMIT`` sent with the statement; if the statement fails, the
+        ``COMMIT`` is not carried out (the pipeline stops at the error) and the transaction is left
+        to roll back. Only for the transaction's last statement."""
         dialect = conn.dialect
         plan = self.plan(dialect)
         parameters = plan.parameters(params)
@@ -133,12 +136,16 @@ class DirectStatement:
             if listeners:
                 for listener in listeners:
                     listener(conn, cursor, plan.sql, parameters, None, False)
-            if begin:
-                # the transaction's first statement: BEGIN and it in one round trip (psycopg's
-                # pipeline mode; their results arrive at its end)
+            commit = commit and dialect.name == "postgresql" and driver.autocommit
+            if begin or commit:
+                # BEGIN (the transaction's first statement), the statement, COMMIT (its last), in one
+                # round trip: psycopg's pipeline mode; their results arrive at its end
                 with driver.pipeline():
-                    driver.execute(b"BEGIN")
+                    if begin:
+                        driver.execute(b"BEGIN")
                     cursor.execute(plan.sql, parameters)
+                    if commit:
+                        driver.execute(b"COMMIT")
             else:
                 cursor.execute(plan.sql, parameters)
             rows: list[dict[str, Any]] = []

@@ -447,7 +447,21 @@ def _start_call_statement() -> DirectStatement:
         .select_from(one.outerjoin(claimed, sa.true()).outerjoin(started, sa.true())))
 
 
+def _update_queue_strict_statement() -> DirectStatement:
+    """PostgreSQL: ``_UPDATE_AND_QUEUE`` for a transaction committed with it: the block's session is
+    the updated row's (a stale ``row_version`` inserts NULL there: a NOT NULL violation), and there
+    is no ON CONFLICT (a block already queued: a unique violation). Either fails the statement."""
+    updated = _UPDATE_CALL.statement.returning(calls.c.session.label("updated_session")).cte("updated")
+    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    others = [name for name in _BLOCK_COLUMNS if name != "session"]
+    values = sa.select(updated.c.updated_session,
+                       *[sa.bindparam(f"block_{name}", type_=blocks.c[name].type) for name in others])
+    values = values.select_from(one.outerjoin(updated, sa.true()))
+    return DirectStatement(postgresql.insert(blocks).from_select(["session", *others], values))
+
+
 _CLAIM_AND_LOCK = _claim_and_lock_statement()
+_UPDATE_QUEUE_STRICT = _update_queue_strict_statement()
 _START_CALL = _start_call_statement()
 _UPDATE_AND_QUEUE = _update_and_queue_statement()
 
@@ -461,6 +475,8 @@ class Transaction:
         self._conn: sa.Connection | None = conn
         self._clock = clock
         self.write = write
+        #: committed by its last statement (``update_call(..., commit=True)`` on PostgreSQL)
+        self.committed = False
 
     def close(self) -> None:
         self._conn = None
@@ -470,6 +486,9 @@ class Transaction:
         """The underlying connection, for queries this class does not offer."""
         if self._conn is None:
             raise StorageError("this transaction has ended: use it only inside its `with` block")
+        if self.committed:
+            raise StorageError("this transaction was committed with its last statement "
+                               "(update_call(..., commit=True)): nothing can follow it")
         return self._conn
 
     def now(self) -> datetime:
@@ -608,6 +627,7 @@ class Transaction:
         dest: str | None = None,
         txn_ref: str | None = None,
         queue: Sequence[Mapping[str, Any]] = (),
+        commit: bool = False,
     ) -> int:
         """Store a call's new state; returns the new ``row_version``.
 
@@ -617,7 +637,11 @@ class Transaction:
         when the row's ``row_version`` is not ``expected_row_version`` (or the row is gone).
 
         ``queue``: blocks to add (``add_block`` arguments) once the call is updated; on PostgreSQL
-        an update with one block is one statement."""
+        an update with one block is one statement.
+
+        ``commit``: this is the transaction's last statement. On PostgreSQL, with one block, the
+        transaction is then committed with it, in the same round trip; ``tx`` is unusable after
+        (``committed``). Elsewhere the transaction commits at the end of its block, as usual."""
         self._require_write()
         now = self.now()
         params = {
@@ -639,6 +663,9 @@ class Transaction:
         }
         if len(queue) == 1 and self.conn.dialect.name == "postgresql":
             params.update({f"block_{name}": value for name, value in self._block_params(**queue[0]).items()})
+            if commit:
+                self._update_queue_and_commit(params, queue[0], expected_row_version)
+                return expected_row_version + 1
             found = _UPDATE_AND_QUEUE.execute(self.conn, params).first() or {}
             if found.get("updated") != 1:
                 self._concurrent_update(session, expected_row_version)
@@ -650,6 +677,24 @@ class Transaction:
         for block in queue:
             self.add_block(**block)
         return expected_row_version + 1
+
+    def _update_queue_and_commit(self, params: dict[str, Any], block: Mapping[str, Any],
+                                 expected_row_version: int) -> None:
+        """PostgreSQL: the update, its block and ``COMMIT`` in one round trip. A stale row or a block
+        already queued is an error inside the statement (the block's session comes from the updated
+        row: NULL when none was updated), so the ``COMMIT`` sent with it never commits past one."""
+        try:
+            _UPDATE_QUEUE_STRICT.execute(self.conn, params, commit=True)
+        except sa.exc.IntegrityError as exc:
+            diag = getattr(exc.orig, "diag", None)
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate == "23502" and getattr(diag, "table_name", None) == "blocks" \
+                    and getattr(diag, "column_name", None) == "session":
+                raise ConcurrentUpdate(params["key"], expected_row_version, None) from None
+            if sqlstate == "23505" and getattr(diag, "constraint_name", None) == "uq_blocks_session_step":
+                raise DuplicateBlock(block["session"], block["step"]) from None
+            raise
+        self.committed = True
 
     def _concurrent_update(self, session: str, expected_row_version: int) -> None:
         query = sa.select(calls.c.row_version).where(calls.c.session == session)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from storage_helpers import insert_call
 
 from engine.storage.direct import DirectStatement
-from engine.storage.errors import ConcurrentUpdate, DuplicateBlock
+from engine.storage.errors import ConcurrentUpdate, DuplicateBlock, StorageError
 from engine.storage.repository import CallRow
 from engine.storage.tables import blocks, calls, notifications
 
@@ -301,3 +301,48 @@ def test_on_postgresql_a_failed_first_statement_leaves_the_connection_clean(db, 
     assert status == 0  # idle: the pool rolled the aborted transaction back
     with db.transaction() as tx:
         assert tx.update_call("S1", {"n": 1}, "menu", 2, "active", expected_row_version=1) == 2
+
+
+# ---------------------------------------------------------------- PostgreSQL: COMMIT sent with the last statement
+def _committed_elsewhere(db, session: str) -> int | None:
+    with db.engine.connect() as other:
+        return other.execute(sa.select(calls.c.row_version).where(calls.c.session == session)).scalar()
+
+
+def test_an_update_marked_last_commits_its_transaction(db):
+    insert_call(db, "S1")
+    with db.transaction() as tx:
+        claimed_id, _ = tx.record_claimed("k1", "POST /hoiio/notify", "POST", body=b"a", session="S1", step=1)
+        assert tx.update_call(**_update(1), queue=[_block(2)], commit=True) == 2
+        if db.backend == "postgresql":
+            # committed with the statement: another connection sees it before the block ends
+            assert tx.committed and _committed_elsewhere(db, "S1") == 2
+            with pytest.raises(StorageError, match="committed with its last statement"):
+                tx.lock_call("S1")
+        else:
+            assert not tx.committed  # SQLite commits at the end of the block, as usual
+    assert db.get_call("S1").row_version == 2 and [b.step for b in db.blocks_for("S1")] == [2]
+    assert db.get_notification(claimed_id).dedupe_key == "k1"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_stale_update_marked_last_commits_nothing(db, database_url):
+    insert_call(db, "S1")
+    with pytest.raises(ConcurrentUpdate), db.transaction() as tx:
+        tx.record_claimed("k1", "POST /hoiio/notify", "POST", body=b"a", session="S1", step=1)
+        tx.update_call(**_update(7), queue=[_block(2)], commit=True)
+    assert db.get_call("S1").row_version == 1 and db.blocks_for("S1") == []
+    assert db.recent_notifications() == []  # the claim went with the rollback
+    with db.transaction() as tx:  # the pooled connection is clean
+        assert tx.update_call(**_update(1), queue=[_block(2)], commit=True) == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_block_already_queued_commits_nothing(db, database_url):
+    insert_call(db, "S1")
+    with db.transaction() as tx:
+        tx.add_block(**{**_block(2), "params": {"msg": "first"}})
+    with pytest.raises(DuplicateBlock), db.transaction() as tx:
+        tx.update_call(**_update(1), queue=[_block(2)], commit=True)
+    assert db.get_call("S1").row_version == 1
+    assert [b.params for b in db.blocks_for("S1")] == [{"msg": "first"}]
