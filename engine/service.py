@@ -291,11 +291,6 @@ class CallService:
         pending.record_id, pending.finished = pending.staged_id, pending.staged_finished
         return done
 
-    def _store_request(self, tx: Any, pending: _Pending, dedupe: str, session: str, step: int | None) -> bool:
-        """Store the request in the main transaction and claim its dedupe key; False for a redelivery."""
-        pending.staged_id, claimed = tx.record_claimed(dedupe, **pending.raw, session=session, step=step)
-        return claimed
-
     def _done_in(self, tx: Any, pending: _Pending, outcome: Outcome) -> Outcome:
         """The request's outcome, stored in its main transaction (nothing is left to send)."""
         if pending.staged_id is not None:
