@@ -397,16 +397,32 @@ def _insert_or_nothing(dialect: str, what: str) -> DirectStatement:
     return found
 
 
+def _claim_cte() -> Any:
+    """PostgreSQL: the request's INSERT claiming its dedupe key, as a data-modifying CTE ``claimed``
+    (``claimed_id``: no row when the key was already claimed)."""
+    names = (*_NOTIFICATION_COLUMNS, "dedupe_key")
+    return (postgresql.insert(notifications).values(**{name: _param(notifications.c[name]) for name in names})
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(notifications.c.id.label("claimed_id")).cte("claimed"))
+
+
+def _one_row() -> Any:
+    """``(SELECT 1)``: the row CTEs are outer-joined to, so a statement answers one row whatever they did."""
+    return sa.select(sa.literal(1).label("one")).subquery("one")
+
+
+def _block_binds(names: Sequence[str]) -> list[Any]:
+    """The parameters ``block_<column>`` of a block's columns, typed as the columns."""
+    return [sa.bindparam(f"block_{name}", type_=blocks.c[name].type) for name in names]
+
+
 def _claim_and_lock_statement() -> DirectStatement:
     """PostgreSQL: ``record_claimed``'s INSERT and ``lock_call``'s SELECT ... FOR UPDATE in one
     statement (the INSERT a data-modifying CTE): one row, ``claimed_id`` (NULL when the key was
     already claimed) and the call's columns (NULL when there is no such call)."""
-    names = (*_NOTIFICATION_COLUMNS, "dedupe_key")
-    claimed = (postgresql.insert(notifications).values(**{name: _param(notifications.c[name]) for name in names})
-               .on_conflict_do_nothing(index_elements=["dedupe_key"])
-               .returning(notifications.c.id.label("claimed_id")).cte("claimed"))
+    claimed = _claim_cte()
     locked = sa.select(calls).where(calls.c.session == sa.bindparam("key")).with_for_update().cte("locked")
-    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    one = _one_row()
     return DirectStatement(sa.select(claimed.c.claimed_id, *locked.c)
                            .select_from(one.outerjoin(claimed, sa.true()).outerjoin(locked, sa.true())))
 
@@ -416,7 +432,7 @@ def _update_and_queue_statement() -> DirectStatement:
     ``block_<column>``) in one statement; the block is inserted only if the call was updated. One
     row: ``updated`` (0 or 1) and ``block_id`` (NULL when not inserted)."""
     updated = _UPDATE_CALL.statement.returning(calls.c.id).cte("updated")
-    values = sa.select(*[sa.bindparam(f"block_{name}", type_=blocks.c[name].type) for name in _BLOCK_COLUMNS])
+    values = sa.select(*_block_binds(_BLOCK_COLUMNS))
     queued = (postgresql.insert(blocks).from_select(list(_BLOCK_COLUMNS), values.where(sa.exists(updated.select())))
               .on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id).cte("queued"))
     return DirectStatement(sa.select(sa.select(sa.func.count()).select_from(updated).scalar_subquery().label("updated"),
@@ -428,20 +444,17 @@ def _start_call_statement() -> DirectStatement:
     request, claiming its dedupe key; the call (parameters named ``call_<column>``), if the key was
     claimed; its block (``block_<column>``), if the call was inserted and ``with_block``. One row: ``claimed_id`` (NULL
     when the key was already claimed), the call's columns (NULL when not inserted) and ``block_id``."""
-    names = (*_NOTIFICATION_COLUMNS, "dedupe_key")
-    claimed = (postgresql.insert(notifications).values(**{name: _param(notifications.c[name]) for name in names})
-               .on_conflict_do_nothing(index_elements=["dedupe_key"])
-               .returning(notifications.c.id.label("claimed_id")).cte("claimed"))
+    claimed = _claim_cte()
     call_values = sa.select(*[_param(calls.c[name], f"call_{name}") for name in _CALL_COLUMNS]).where(
         sa.exists(claimed.select()))
     started = (postgresql.insert(calls).from_select(list(_CALL_COLUMNS), call_values)
                .on_conflict_do_nothing(index_elements=["session"]).returning(*calls.c).cte("started"))
-    block_values = sa.select(*[sa.bindparam(f"block_{name}", type_=blocks.c[name].type) for name in _BLOCK_COLUMNS])
+    block_values = sa.select(*_block_binds(_BLOCK_COLUMNS))
     queued = (postgresql.insert(blocks)
               .from_select(list(_BLOCK_COLUMNS), block_values.where(sa.exists(started.select()),
                                                                    sa.bindparam("with_block", type_=sa.Boolean)))
               .on_conflict_do_nothing(index_elements=["session", "step"]).returning(blocks.c.id).cte("queued"))
-    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    one = _one_row()
     return DirectStatement(
         sa.select(claimed.c.claimed_id, *started.c, sa.select(queued.c.id).scalar_subquery().label("block_id"))
         .select_from(one.outerjoin(claimed, sa.true()).outerjoin(started, sa.true())))
@@ -452,11 +465,9 @@ def _update_queue_strict_statement() -> DirectStatement:
     the updated row's (a stale ``row_version`` inserts NULL there: a NOT NULL violation), and there
     is no ON CONFLICT (a block already queued: a unique violation). Either fails the statement."""
     updated = _UPDATE_CALL.statement.returning(calls.c.session.label("updated_session")).cte("updated")
-    one = sa.select(sa.literal(1).label("one")).subquery("one")
     others = [name for name in _BLOCK_COLUMNS if name != "session"]
-    values = sa.select(updated.c.updated_session,
-                       *[sa.bindparam(f"block_{name}", type_=blocks.c[name].type) for name in others])
-    values = values.select_from(one.outerjoin(updated, sa.true()))
+    values = sa.select(updated.c.updated_session, *_block_binds(others))
+    values = values.select_from(_one_row().outerjoin(updated, sa.true()))
     return DirectStatement(postgresql.insert(blocks).from_select(["session", *others], values))
 
 
@@ -601,8 +612,7 @@ class Transaction:
         params.update({f"block_{name}": value for name, value in block.items()}, with_block=bool(queue))
         found = _START_CALL.execute(self.conn, params).first()
         if found is None or found["claimed_id"] is None:
-            values.update(outcome=None, reason=None, response=None, duration_ms=None)
-            return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False, None
+            return self._record_unclaimed(values), False, None
         claimed_id = int(found.pop("claimed_id"))
         block_id = found.pop("block_id")
         if found["id"] is None:
@@ -769,8 +779,7 @@ class Transaction:
         found = query.execute(self.conn, {**values, "dedupe_key": dedupe_key}).scalar()
         if found is not None:
             return int(found), True
-        values.update(outcome=None, reason=None, response=None, duration_ms=None)
-        return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False
+        return self._record_unclaimed(values), False
 
     def claim_and_lock(self, dedupe_key: str, *request: Any, lock: str,
                        **details: Any) -> tuple[int, bool, CallRow | None]:
@@ -784,10 +793,14 @@ class Transaction:
         values = self._notification_values(*request, **details)
         found = _CLAIM_AND_LOCK.execute(self.conn, {**values, "dedupe_key": dedupe_key, "key": lock}).first()
         if found is None or found["claimed_id"] is None:
-            values.update(outcome=None, reason=None, response=None, duration_ms=None)
-            return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar()), False, None
+            return self._record_unclaimed(values), False, None
         claimed_id = found.pop("claimed_id")
         return int(claimed_id), True, None if found["id"] is None else CallRow(**found)
+
+    def _record_unclaimed(self, values: dict[str, Any]) -> int:
+        """A redelivery: its request stored all the same, without the dedupe key, not finished."""
+        values.update(outcome=None, reason=None, response=None, duration_ms=None)
+        return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar())
 
     def _notification_values(
         self,

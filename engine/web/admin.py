@@ -145,12 +145,12 @@ def _guard():
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     bearer = scheme.lower() == "bearer"  # other schemes (a proxy's Basic login) are not ours: ignored
     if bearer or (request.endpoint == "admin.login" and request.method == "POST"):
-        wait = throttle.attempts().retry_after(throttle.client_address())
+        wait = throttle.wait_before_trying()
         if wait is not None:
             return _too_many(wait)
     if bearer:
         if not _same(given.strip(), token):
-            _wrong_token("bearer token")
+            throttle.count_wrong_token("dashboard bearer token")
             return _unauthorized("wrong token")
         g.admin_via = "bearer"
         return None  # a script: no cookie, so no cross-site request forgery to guard against
@@ -174,12 +174,6 @@ def _unauthorized(reason: str) -> Response:
                         "Authorization: Bearer <IVR_ADMIN_TOKEN>.\n", status=401, mimetype="text/plain")
     response.headers["WWW-Authenticate"] = 'Bearer realm="ivr-admin"'
     return response
-
-
-def _wrong_token(how: str) -> None:
-    address = throttle.client_address()
-    throttle.attempts().failed(address)
-    log.warning("dashboard %s refused from %s", how, address)
 
 
 def _too_many(wait: int) -> Response:
@@ -224,7 +218,7 @@ def login():
             return redirect(target)
         return _page("login.html", title="Log in", next=target)
     if not _same(request.form.get("token", "").strip(), _token() or ""):
-        _wrong_token("login")
+        throttle.count_wrong_token("dashboard login")
         return _page("login.html", status=401, title="Log in", next=target,
                      error="That is not the dashboard token (IVR_ADMIN_TOKEN).")
     session.clear()

@@ -100,14 +100,12 @@ def _authenticate() -> Response | None:
     if scheme.lower() != "bearer" or not given.strip():
         return _error(ApiError(401, "unauthorized", "send the API token: Authorization: Bearer <IVR_API_TOKEN>",
                                headers={"WWW-Authenticate": 'Bearer realm="ivr"'}))  # fmt: skip
-    address = throttle.client_address()
-    wait = throttle.attempts().retry_after(address)
+    wait = throttle.wait_before_trying()
     if wait is not None:
-        return _error(ApiError(429, "too_many_attempts", f"too many wrong tokens from {address}; try again in "
-                               f"{wait} s", headers={"Retry-After": str(wait)}))
+        return _error(ApiError(429, "too_many_attempts", f"too many wrong tokens from {throttle.client_address()}; "
+                               f"try again in {wait} s", headers={"Retry-After": str(wait)}))
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        throttle.attempts().failed(address)
-        log.warning("API request with a wrong token from %s", address)
+        throttle.count_wrong_token("API")
         return _error(ApiError(401, "unauthorized", "the API token is wrong",
                                headers={"WWW-Authenticate": 'Bearer realm="ivr", error="invalid_token"'}))
     return None

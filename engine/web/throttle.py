@@ -11,6 +11,7 @@ May import Flask.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -25,6 +26,8 @@ WINDOW_S = 300.0
 #: addresses remembered at most (the least recently failed are forgotten first)
 MAX_ADDRESSES = 10_000
 EXTENSION_KEY = "ivr_failed_attempts"
+
+log = logging.getLogger("engine.auth")
 
 
 class FailedAttempts:
@@ -69,13 +72,20 @@ class FailedAttempts:
         return tries
 
 
-def init_app(app: Flask, attempts: FailedAttempts | None = None) -> None:
-    app.extensions[EXTENSION_KEY] = attempts or FailedAttempts()
+def init_app(app: Flask) -> None:
+    app.extensions[EXTENSION_KEY] = FailedAttempts()
 
 
-def attempts() -> FailedAttempts:
-    """The app's counter (made on first use when ``init_app`` was not called)."""
-    return current_app.extensions.setdefault(EXTENSION_KEY, FailedAttempts())
+def wait_before_trying() -> int | None:
+    """Seconds this request's client must wait before its token is looked at, or None."""
+    return current_app.extensions[EXTENSION_KEY].retry_after(client_address())
+
+
+def count_wrong_token(what: str) -> None:
+    """Count a wrong token from this request's client, and log it (``what``: where it was sent)."""
+    address = client_address()
+    current_app.extensions[EXTENSION_KEY].failed(address)
+    log.warning("%s: wrong token from %s", what, address)
 
 
 def client_address() -> str:
