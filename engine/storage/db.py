@@ -69,7 +69,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import StaticPool
 
-from engine.storage.direct import DirectStatement, begin_lazily
+from engine.storage.direct import DirectStatement, RiderFailed, begin_lazily
 from engine.storage.errors import (
     DatabaseUnavailable,
     InvalidDatabaseURL,
@@ -106,8 +106,10 @@ IDLE_PING_S = 2.0
 #: checkpoints anyway (SQLite's default is 1,000).
 CHECKPOINT_INTERVAL_S = 0.5
 AUTOCHECKPOINT_PAGES = 10_000
-#: SQLite: how long sent blocks' results wait for a write transaction to carry them (``record_sent``).
+#: How long sent blocks' results wait for a write transaction to carry them (``record_sent``).
 SENT_LINGER_S = 0.02
+#: PostgreSQL: at most this many queued results ride with one notification's transaction.
+SENT_CARRIED_MAX = 8
 
 
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
@@ -459,6 +461,10 @@ class _Sent:
             tx.mark_block(**mark)
         tx.mark_block_and_finish(last, self.finish)
 
+    def statements(self, tx: Transaction) -> list[tuple[DirectStatement, dict[str, Any]]]:
+        """PostgreSQL: what ``write`` runs, as statements to ride with another (``tx.riders``)."""
+        return tx.sent_statements(self.marks, self.finish)
+
 
 class _SentQueue:
     """The results ``record_sent`` has not written yet, in one process: a list, the items taken
@@ -482,11 +488,15 @@ class _SentQueue:
                 self.since = time.monotonic()
                 self.cond.notify_all()
 
-    def take(self, *, alone: bool) -> list[_Sent]:
-        """Take the queued items whose ``alone`` is the one given."""
+    def take(self, *, alone: bool, limit: int | None = None) -> list[_Sent]:
+        """Take the queued items whose ``alone`` is the one given (the first ``limit`` of them)."""
         with self.cond:
-            taken = [item for item in self.items if item.alone == alone]
-            self.items = [item for item in self.items if item.alone != alone]
+            taken = [item for item in self.items if item.alone == alone][:limit]
+            if len(taken) == len(self.items):
+                self.items = []
+            else:
+                chosen = {id(item) for item in taken}
+                self.items = [item for item in self.items if id(item) not in chosen]
             self.taken += len(taken)
             return taken
 
@@ -841,8 +851,7 @@ class Database:
         database-wide write lock and one commit then serve several notifications, where each used
         to take its own. On PostgreSQL (row locks, many writers at once) it is ``transaction()``."""
         if self.writers is None:
-            with self.transaction() as tx:
-                return fn(tx)
+            return self._write_carrying(fn)
         self._refuse_nested_write()
         group = self._group
         if group.pid != os.getpid():
@@ -894,6 +903,55 @@ class Database:
             with group.cond:
                 for unit in batch:
                     unit.done = True
+
+    def _write_carrying(self, fn: Callable[[Transaction], _T]) -> _T:
+        """PostgreSQL: ``fn(tx)`` in a transaction that also carries up to ``SENT_CARRIED_MAX``
+        results queued by ``record_sent``: their statements ride with the transaction's claim
+        (``tx.riders``), in its round trip, and commit with it. That saves the writer thread's own
+        transaction and round trip for each of them.
+
+        If ``fn`` never claims, or the transaction fails, they go back to the queue. If the database
+        refuses one of them (``RiderFailed``, or any error of the database's that is not an outage
+        once they were sent: the transaction could not tell whose fault it was), ``fn`` runs again
+        without them, and they are set aside to be written alone by the writer thread, which logs
+        and drops one that is refused again: a bad result never costs a notification its answer."""
+        queue = self._sent
+        if queue.pid != os.getpid() or not queue.items:
+            with self.transaction() as tx:
+                return fn(tx)
+        taken = queue.take(alone=False, limit=SENT_CARRIED_MAX)
+        back: list[_Sent] = []
+        sent = False
+        try:
+            with self.transaction() as tx:
+                for item in taken:
+                    try:
+                        tx.riders.extend(item.statements(tx))
+                    except ValueError:  # refused before any I/O: the writer thread logs and drops it
+                        item.alone = True
+                        back.append(item)
+                try:
+                    result = fn(tx)
+                finally:
+                    sent = not tx.riders
+                if not sent:  # fn did not claim: nothing rode
+                    back = taken
+        except (RiderFailed, sa.exc.DBAPIError) as exc:
+            if not sent or (isinstance(exc, sa.exc.DBAPIError) and self._outage(exc)):
+                queue.settle(taken, taken)
+                raise
+            log.warning("results written behind were refused in a notification's transaction, which runs again "
+                        "without them: %s", _first_line(getattr(exc, "error", exc)))
+            for item in taken:
+                item.alone = True
+            queue.settle(taken, taken)
+            with self.transaction() as tx:
+                return fn(tx)
+        except BaseException:
+            queue.settle(taken, taken)
+            raise
+        queue.settle(taken, back)
+        return result
 
     def _run_units(self, tx: Transaction, batch: list[_Unit]) -> None:
         conn = tx.conn
@@ -1076,10 +1134,11 @@ class Database:
         outcome of the notification that led to them, written behind: queued here and written
         moments later, together, so the notification's answer does not wait for a commit.
 
-        On SQLite the queue goes into the next write transaction of this process (it writes the
-        queue just before its commit), or into one of the writer thread's own when no other comes.
-        On PostgreSQL the writer thread writes all that is queued in one transaction. Under load,
-        one commit thus carries the results of many notifications, instead of one commit each.
+        The queue goes into the next write transaction of this process, or, when none comes within
+        ``SENT_LINGER_S``, into one of the writer thread's own. On SQLite that transaction writes
+        the queue just before its commit; on PostgreSQL the queued statements ride with its claim,
+        in the same round trip (``_write_carrying``). Under load, a notification's commit thus
+        carries the results of the ones before it, instead of one commit (and round trip) each.
 
         Reads through this ``Database`` wait for the queue first (``reading``), so a process always
         sees what it recorded. If the process dies before the write, the block stays ``sending``
@@ -1125,9 +1184,10 @@ class Database:
 
     def _sent_linger_s(self) -> float:
         """How long queued results wait for another write transaction to carry them before the
-        writer thread writes them in one of its own: on SQLite, where one writer at a time holds the
-        lock, a notification's main transaction commits them at no extra cost under load."""
-        return SENT_LINGER_S if self.backend == "sqlite" else 0.0
+        writer thread writes them in one of its own: under load, a notification's main transaction
+        commits them at almost no extra cost (on SQLite under the single write lock it already
+        holds, on PostgreSQL in the round trip of its claim)."""
+        return SENT_LINGER_S
 
     def _start_sent_writer(self, queue: _SentQueue) -> None:
         with self._sent_guard:

@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["DirectResult", "DirectStatement", "begin_lazily"]
+__all__ = ["DirectResult", "DirectStatement", "RiderFailed", "begin_lazily"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -102,6 +102,18 @@ class DirectResult:
         return next(iter(self.rows[0].values())) if self.rows else None
 
 
+class RiderFailed(Exception):
+    """A statement run along with another (``DirectStatement.execute(riders=...)``) was refused:
+    by its types, before anything was sent, or by the database, where the statement it rode with
+    succeeded. The transaction is lost all the same (it can only roll back), but the fault is the
+    rider's: run the transaction again without it. ``error``: the refusal (a driver's error as
+    SQLAlchemy raises it)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class DirectStatement:
     """A SQLAlchemy statement compiled once per dialect and run on the driver: see the module."""
 
@@ -118,32 +130,51 @@ class DirectStatement:
                 self._plans[dialect.name] = found
         return found
 
-    def execute(self, conn: sa.Connection, params: Mapping[str, Any], *, commit: bool = False) -> DirectResult:
+    def execute(self, conn: sa.Connection, params: Mapping[str, Any], *, commit: bool = False,
+                riders: Sequence[tuple[DirectStatement, Mapping[str, Any]]] = ()) -> DirectResult:
         """Run on ``conn``'s driver connection, in its current transaction. ``commit`` (PostgreSQL):
         then commit the transaction, ``COMMIT`` sent with the statement; if the statement fails, the
         ``COMMIT`` is not carried out (the pipeline stops at the error) and the transaction is left
-        to roll back. Only for the transaction's last statement."""
+        to roll back. Only for the transaction's last statement.
+
+        ``riders``: other statements (with their parameters) to run right after this one, in the
+        same transaction; on PostgreSQL sent with it, in the same round trip. Their results are not
+        returned. If this statement succeeds and a rider fails, ``RiderFailed`` is raised (the
+        transaction is lost: it can only roll back)."""
         dialect = conn.dialect
         plan = self.plan(dialect)
         parameters = plan.parameters(params)
         driver = conn.connection.dbapi_connection
         if driver is None:
             raise sa.exc.ResourceClosedError("this connection is closed")
+        postgresql = dialect.name == "postgresql"
+        prepared = []  # the riders' parameters, converted before anything is sent
+        for statement, values in riders:
+            rider_plan = statement.plan(dialect)
+            try:
+                prepared.append((rider_plan, rider_plan.parameters(values)))
+            except Exception as exc:  # a value its types refuse (JSON that cannot be encoded, say)
+                raise RiderFailed(exc) from exc
         cursor = driver.cursor()
+        ridden: list[tuple[_Plan, Any, Any]] = []  # each rider's plan, parameters and cursor
+        pipelined = main_done = False
         try:
             listeners = conn.dispatch.before_cursor_execute
-            begin = dialect.name == "postgresql" and begin_lazily(conn, driver)
+            begin = postgresql and begin_lazily(conn, driver)
             if listeners:
                 for listener in listeners:
                     listener(conn, cursor, plan.sql, parameters, None, False)
-            commit = commit and dialect.name == "postgresql" and driver.autocommit
-            if begin or commit:
-                # BEGIN (the transaction's first statement), the statement, COMMIT (its last), in one
-                # round trip: psycopg's pipeline mode; their results arrive at its end
+            commit = commit and postgresql and driver.autocommit
+            pipelined = postgresql and bool(begin or commit or prepared)
+            if pipelined:
+                # BEGIN (the transaction's first statement), the statement, its riders, COMMIT (its
+                # last), in one round trip: psycopg's pipeline mode; their results arrive at its end
                 with driver.pipeline():
                     if begin:
                         driver.execute(b"BEGIN")
                     cursor.execute(plan.sql, parameters)
+                    for rider in prepared:
+                        _ride(conn, *rider, driver, listeners, ridden)
                     if commit:
                         driver.execute(b"COMMIT")
             else:
@@ -153,11 +184,43 @@ class DirectStatement:
                 fetched = cursor.fetchall()
                 if fetched:
                     rows = plan.convert(dialect, cursor, fetched)
+            main_done = True
+            if not pipelined:
+                for rider in prepared:
+                    _ride(conn, *rider, driver, listeners, ridden)
             return DirectResult(cursor.rowcount, rows)
         except dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
+            if pipelined:  # the results arrive in order: the statement succeeded if it has its own
+                main_done = getattr(cursor, "pgresult", None) is not None
+            failed = None
+            if main_done and ridden:
+                failed = next((r for r in ridden if pipelined and r[2].pgresult is None), ridden[-1])
+            if failed is None:
+                raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
+            error = _wrapped(conn, failed[0].sql, failed[1], exc, failed[2])
+            if error.connection_invalidated:
+                raise error from exc
+            raise RiderFailed(error) from exc
         finally:
             cursor.close()
+            for _plan, _values, rider in ridden:
+                rider.close()
+
+
+def _ride(conn: sa.Connection, plan: _Plan, parameters: Any, driver: Any, listeners: Any,
+          ridden: list[tuple[_Plan, Any, Any]]) -> None:
+    """Run (in a pipeline: send) one rider of ``DirectStatement.execute``, noted in ``ridden``."""
+    cursor = driver.cursor()
+    ridden.append((plan, parameters, cursor))
+    if listeners:
+        for listener in listeners:
+            listener(conn, cursor, plan.sql, parameters, None, False)
+    try:
+        cursor.execute(plan.sql, parameters)
+    except conn.dialect.loaded_dbapi.Error:
+        raise  # the database's refusal, or the driver's: told apart from the statement's own by the caller
+    except Exception as exc:  # a value the driver could not convert (psycopg dumps JSON here)
+        raise RiderFailed(exc) from exc
 
 
 def begin_lazily(conn: sa.Connection, driver: Any) -> bool:

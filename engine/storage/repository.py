@@ -488,6 +488,9 @@ class Transaction:
         self.write = write
         #: committed by its last statement (``update_call(..., commit=True)`` on PostgreSQL)
         self.committed = False
+        #: statements to send with this transaction's next claim (``claim_and_lock``, ``start_call``)
+        #: on PostgreSQL, in the same round trip: the results written behind (``Database.write``)
+        self.riders: list[tuple[DirectStatement, dict[str, Any]]] = []
 
     def close(self) -> None:
         self._conn = None
@@ -610,7 +613,7 @@ class Transaction:
         else:  # no row is inserted; the values only give the parameters their types
             block = dict.fromkeys(_BLOCK_COLUMNS)
         params.update({f"block_{name}": value for name, value in block.items()}, with_block=bool(queue))
-        found = _START_CALL.execute(self.conn, params).first()
+        found = _START_CALL.execute(self.conn, params, riders=self._take_riders()).first()
         if found is None or found["claimed_id"] is None:
             return self._record_unclaimed(values), False, None
         claimed_id = int(found.pop("claimed_id"))
@@ -791,11 +794,16 @@ class Transaction:
             return found_id, claimed, self.lock_call(lock) if claimed else None
         self._require_write()
         values = self._notification_values(*request, **details)
-        found = _CLAIM_AND_LOCK.execute(self.conn, {**values, "dedupe_key": dedupe_key, "key": lock}).first()
+        found = _CLAIM_AND_LOCK.execute(self.conn, {**values, "dedupe_key": dedupe_key, "key": lock},
+                                        riders=self._take_riders()).first()
         if found is None or found["claimed_id"] is None:
             return self._record_unclaimed(values), False, None
         claimed_id = found.pop("claimed_id")
         return int(claimed_id), True, None if found["id"] is None else CallRow(**found)
+
+    def _take_riders(self) -> list[tuple[DirectStatement, dict[str, Any]]]:
+        riders, self.riders = self.riders, []
+        return riders
 
     def _record_unclaimed(self, values: dict[str, Any]) -> int:
         """A redelivery: its request stored all the same, without the dedupe key, not finished."""
@@ -1002,6 +1010,28 @@ class Transaction:
             self.mark_block(**mark)
             _FINISH_NOTIFICATION.execute(self.conn, finished)
             return
+        _MARK_BLOCK_AND_FINISH.execute(self.conn, self._mark_and_finish_params(mark, finish))
+
+    def sent_statements(self, marks: Sequence[Mapping[str, Any]],
+                        finish: Mapping[str, Any]) -> list[tuple[DirectStatement, dict[str, Any]]]:
+        """PostgreSQL: the statements (with their parameters) of ``mark_block(**mark)`` for each of
+        ``marks`` but the last, then ``mark_block_and_finish(last, finish)``, for ``riders``. Raises
+        ``ValueError`` for values these methods would refuse."""
+        *first, last = marks
+        statements = []
+        for mark in first:
+            params = self._mark_params(mark["status"], mark.get("http_status"), mark.get("provider_status"),
+                                       mark.get("response"), mark.get("duration_ms"), mark.get("attempts"),
+                                       mark.get("error"))
+            if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None \
+                    or mark.get("from_status") is not None:
+                raise ValueError("a result written behind finds its block by session and step")
+            params.update(block_id=None, key=mark["session"], block_step=mark["step"])
+            statements.append((_MARK_BLOCK[(False, False)], params))
+        statements.append((_MARK_BLOCK_AND_FINISH, self._mark_and_finish_params(last, finish)))
+        return statements
+
+    def _mark_and_finish_params(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> dict[str, Any]:
         if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None:
             raise ValueError("mark_block_and_finish finds the block by session and step")
         params = self._finish_params(**finish)
@@ -1010,7 +1040,7 @@ class Transaction:
                                    mark.get("error"))
         params.update({f"block_{name}": value for name, value in marked.items()})
         params.update(key=mark["session"], block_step=mark["step"])
-        _MARK_BLOCK_AND_FINISH.execute(self.conn, params)
+        return params
 
     def _mark_params(self, status: str | None, http_status: int | None, provider_status: str | None, response: Any,
                      duration_ms: float | None, attempts: int | None, error: str | None) -> dict[str, Any]:

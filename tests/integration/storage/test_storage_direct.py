@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from storage_helpers import insert_call
 
-from engine.storage.direct import DirectStatement
+from engine.storage.direct import DirectStatement, RiderFailed
 from engine.storage.errors import ConcurrentUpdate, DuplicateBlock, StorageError
 from engine.storage.repository import CallRow
 from engine.storage.tables import blocks, calls, notifications
@@ -346,3 +346,86 @@ def test_on_postgresql_a_block_already_queued_commits_nothing(db, database_url):
         tx.update_call(**_update(1), queue=[_block(2)], commit=True)
     assert db.get_call("S1").row_version == 1
     assert [b.params for b in db.blocks_for("S1")] == [{"msg": "first"}]
+
+
+# ---------------------------------------------------------------- riders: statements sent with another
+_SET_STEP = DirectStatement(sa.update(calls).where(calls.c.session == sa.bindparam("key")).values(
+    step=sa.bindparam("new_step")))
+_SET_DIRECTION = DirectStatement(sa.update(calls).where(calls.c.session == sa.bindparam("key")).values(
+    direction=sa.bindparam("new_direction")))  # the table's CHECK refuses anything but inbound/outbound
+_SET_STATE = DirectStatement(sa.update(calls).where(calls.c.session == sa.bindparam("key")).values(
+    state=sa.bindparam("new_state", type_=calls.c.state.type)))
+_LOCK = DirectStatement(sa.select(calls.c.session, calls.c.step).where(calls.c.session == sa.bindparam("key"))
+                        .with_for_update())
+
+
+def test_riders_run_after_the_statement_in_its_transaction(db):
+    insert_call(db, "S1")
+    insert_call(db, "S2")
+    sql = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: sql.append(args[2]))
+    with db.transaction() as tx:
+        found = _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S2", "new_step": 7}),
+                                                               (_SET_STEP, {"key": "S1", "new_step": 8})])
+        assert found.first() == {"session": "S1", "step": 1}  # the statement's own result, read before them
+        assert tx.conn.execute(sa.select(calls.c.step).where(calls.c.session == "S1")).scalar() == 8
+    assert [s.split()[0] for s in sql if not s.startswith("BEGIN")][:3] == ["SELECT", "UPDATE", "UPDATE"]
+    assert (db.get_call("S1").step, db.get_call("S2").step) == (8, 7)
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S2", "new_step": 9})])
+        raise RuntimeError("undo")
+    assert db.get_call("S2").step == 7  # undone with the transaction
+
+
+def test_a_rider_the_database_refuses_raises_rider_failed(db):
+    insert_call(db, "S1")
+    with pytest.raises(RiderFailed) as failed, db.transaction() as tx:
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 2}),
+                                                      (_SET_DIRECTION, {"key": "S1", "new_direction": "sideways"})])
+    assert isinstance(failed.value.error, sa.exc.DBAPIError)
+    assert db.get_call("S1").step == 1
+    with db.transaction() as tx:  # the pooled connection is clean
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 3})])
+    assert db.get_call("S1").step == 3
+
+
+def test_a_rider_whose_values_cannot_be_converted_raises_rider_failed(db):
+    insert_call(db, "S1")
+    with pytest.raises(RiderFailed) as failed, db.transaction() as tx:
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 2}),
+                                                      (_SET_STATE, {"key": "S1", "new_state": {"x": object()}})])
+    assert isinstance(failed.value.error, TypeError)
+    assert db.get_call("S1").step == 1
+    with db.transaction() as tx:  # the pooled connection is clean
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 3})])
+    assert db.get_call("S1").step == 3
+
+
+def test_when_the_statement_itself_fails_its_own_error_is_raised_not_rider_failed(db):
+    insert_call(db, "S1")
+    with pytest.raises(sa.exc.IntegrityError) as failed, db.transaction() as tx:
+        _SET_DIRECTION.execute(tx.conn, {"key": "S1", "new_direction": "sideways"},
+                               riders=[(_SET_STEP, {"key": "S1", "new_step": 5})])
+    assert not isinstance(failed.value, RiderFailed)
+    assert db.get_call("S1").step == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_riders_go_in_the_statements_round_trip(db, database_url, monkeypatch):
+    import psycopg
+
+    pipelined = []
+    real_execute = psycopg.Cursor.execute
+
+    def spying_execute(self, query, *args, **kwargs):
+        pipelined.append(self.connection._pipeline is not None)
+        return real_execute(self, query, *args, **kwargs)
+
+    insert_call(db, "S1")
+    insert_call(db, "S2")
+    with db.transaction() as tx:
+        _LOCK.execute(tx.conn, {"key": "S2"})  # the transaction is begun
+        monkeypatch.setattr(psycopg.Cursor, "execute", spying_execute)
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S2", "new_step": 4})])
+    assert pipelined == [True, True]  # not the first statement, yet sent with its rider in one pipeline
+    assert db.get_call("S2").step == 4

@@ -281,3 +281,104 @@ def test_on_postgresql_results_are_written_without_waiting_for_the_wal_flush(db)
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+# ---------------------------------------------------------------- PostgreSQL: carried by the next notification
+@pytest.fixture
+def carrying_db(database_url, monkeypatch) -> Iterator[Database]:
+    """A PostgreSQL ``Database`` whose writer thread waits 30 s for a notification to carry the
+    results (``SENT_LINGER_S``), so that the tests decide who writes them."""
+    monkeypatch.setattr("engine.storage.db.SENT_LINGER_S", 30.0)
+    database = Database.open(database_url, auto_migrate=True)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+def _claiming(session: str, key: str, runs: list | None = None):
+    """A notification's main transaction (``Database.write``): claim a request and lock the call;
+    ``runs`` gets one item per run (the claimed id, or None if the claim raised)."""
+    def body(tx):
+        if runs is not None:
+            runs.append(None)
+        claimed_id, claimed, row = tx.claim_and_lock(key, "POST /hoiio/notify", "POST", session=session, lock=session)
+        if runs is not None:
+            runs[-1] = claimed_id
+        return row.session
+    return body
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_the_next_notification_carries_them_in_its_claims_round_trip(carrying_db):
+    db = carrying_db
+    marks, finish = _sent_block(db, "S1")
+    insert_call(db, "S2")
+    commits = _count_commits(db)
+    on_main, on_sent = [], []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: on_main.append(args[2].split()[0]))
+    sa.event.listen(db.sent_engine, "before_cursor_execute", lambda *args: on_sent.append(args[2]))
+    db.record_sent(marks, finish)
+    assert db.write(_claiming("S2", "k-S2")) == "S2"
+    assert on_main == ["WITH", "WITH"]  # the claim, and the result riding with it (one pipeline)
+    # stored by the notification's own commit, before any settling: the writer thread did nothing
+    assert _stored(db, "S1", finish["notification_id"]) == ("sent", "accepted")
+    assert on_sent == [] and commits[0] == 1 and db._sent.empty()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_notification_that_fails_gives_back_what_it_carried(carrying_db):
+    db = carrying_db
+    marks, finish = _sent_block(db, "S1")
+    insert_call(db, "S2")
+    db.record_sent(marks, finish)
+
+    def failing(tx):
+        _claiming("S2", "k-S2")(tx)
+        raise LookupError("the notification's own fault")
+
+    with pytest.raises(LookupError):
+        db.write(failing)
+    assert _stored(db, "S1", finish["notification_id"]) == ("sending", None)  # undone with it ...
+    assert db.write(_claiming("S2", "k-S2")) == "S2"  # ... and carried again by the next one
+    assert _stored(db, "S1", finish["notification_id"]) == ("sent", "accepted")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_carried_result_the_database_refuses_costs_the_notification_nothing(carrying_db, caplog):
+    db = carrying_db
+    good, bad = _sent_block(db, "S1"), _sent_block(db, "S3")
+    insert_call(db, "S2")
+    with db.engine.begin() as conn:  # a refusal only the database can make (the values pass every check here)
+        conn.exec_driver_sql("ALTER TABLE blocks ADD CONSTRAINT no_teapot CHECK (http_status <> 418)")
+    db.record_sent(*good)
+    db.record_sent([{**bad[0][0], "http_status": 418}], bad[1])
+    runs: list[int | None] = []
+    with caplog.at_level(logging.WARNING, logger="engine.storage"):
+        assert db.write(_claiming("S2", "k-S2", runs)) == "S2"
+        assert runs[0] is None and len(runs) == 2  # its claim failed with them: run again without them
+        assert db.get_notification(runs[-1]).dedupe_key == "k-S2"
+        assert db.settle_sent(10)  # the writer thread writes them alone, and drops the bad one
+    assert _stored(db, "S1", good[1]["notification_id"]) == ("sent", "accepted")
+    assert _stored(db, "S3", bad[1]["notification_id"]) == ("sending", None)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("runs again without them" in m and "no_teapot" in m for m in messages)
+    assert any("dropped the result" in m and "S3" in m for m in messages)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_result_refused_before_any_write_is_not_carried(carrying_db, caplog):
+    db = carrying_db
+    good, bad = _sent_block(db, "S1"), _sent_block(db, "S3")
+    insert_call(db, "S2")
+    db.record_sent(*good)
+    db.record_sent(bad[0], {**bad[1], "outcome": "no-such-outcome"})
+    runs: list[int | None] = []
+    with caplog.at_level(logging.ERROR, logger="engine.storage"):
+        assert db.write(_claiming("S2", "k-S2", runs)) == "S2"
+        assert len(runs) == 1  # run once: the good one rode with it
+        assert _stored(db, "S1", good[1]["notification_id"]) == ("sent", "accepted")
+        assert db.settle_sent(10)
+    assert _stored(db, "S3", bad[1]["notification_id"]) == ("sending", None)
+    assert any("dropped the result" in r.getMessage() and "no-such-outcome" in r.getMessage()
+               for r in caplog.records)
