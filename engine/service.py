@@ -436,20 +436,31 @@ class CallService:
                                key)
             decision = self._decide(key, row, event)
             result = decision.result
+            ignored = result.outcome.startswith("ignored")
+            done: Outcome | None = None
+            if ignored:
+                done = self._ignored(key, step, "stale", result.outcome)
+            elif not result.actions:
+                done = self._after_commit(decision.flow, key, result)
             if decision.new_state is not None:
+                # the update is the transaction's last statement: with the request's outcome when
+                # there is nothing to send, else with its blocks (sent after the commit); on
+                # PostgreSQL the transaction then commits with it, in the same round trip
+                finish = None
+                if done is not None and pending.staged_id is not None:
+                    finish = self._finish_values(pending.staged_id, done, pending)
                 tx.update_call(
                     key, state=decision.new_state, node=result.state.node, step=result.state.step,
                     status=result.state.status, outcome=result.state.outcome,
                     billing=dict(result.state.billing) or None, expected_row_version=row.row_version,
-                    queue=self._outbox_rows(key, result.actions),
-                    # nothing is written after it when there are actions to carry out: on
-                    # PostgreSQL the transaction then commits with it, in the same round trip
-                    commit=bool(result.actions) and not result.outcome.startswith("ignored"),
+                    queue=() if done is not None else self._outbox_rows(key, result.actions),
+                    finish=finish, commit=done is None or finish is not None,
                 )
-            if result.outcome.startswith("ignored"):
-                return self._done_in(tx, pending, self._ignored(key, step, "stale", result.outcome))
-            if not result.actions:
-                return self._done_in(tx, pending, self._after_commit(decision.flow, key, result))
+                if finish is not None:
+                    pending.staged_finished = True
+                    return done
+            if done is not None:
+                return self._done_in(tx, pending, done)
             return decision
 
         done = self._main_write(pending, body)

@@ -270,9 +270,9 @@ def _param(column: sa.Column[Any], name: str | None = None) -> Any:
     return sa.bindparam(name or column.name, type_=column.type)
 
 
-def _keep_unless(column: sa.Column[Any]) -> Any:
+def _keep_unless(column: sa.Column[Any], name: str | None = None) -> Any:
     """``COALESCE(:<name>, <column>)``: the given value, or the column's own when None is given."""
-    return sa.func.coalesce(_param(column), column)
+    return sa.func.coalesce(_param(column, name), column)
 
 
 _LOCK_CALL = DirectStatement(sa.select(calls).where(calls.c.session == sa.bindparam("key")).with_for_update())
@@ -299,18 +299,23 @@ _UPDATE_CALL = DirectStatement(
         txn_ref=_keep_unless(calls.c.txn_ref),
     )
 )
-_FINISH_NOTIFICATION_STATEMENT = (
-    sa.update(notifications)
-    .where(notifications.c.id == sa.bindparam("notification_id"))
-    .values(
-        outcome=_param(notifications.c.outcome),
-        reason=_param(notifications.c.reason),
-        response=_param(notifications.c.response),
-        duration_ms=_param(notifications.c.duration_ms),
-        session=_keep_unless(notifications.c.session),
-        step=_keep_unless(notifications.c.step),
+def _finish_notification_statement(prefix: str = "") -> Any:
+    """``finish_notification``'s UPDATE; parameters named ``<prefix><name>``."""
+    return (
+        sa.update(notifications)
+        .where(notifications.c.id == sa.bindparam(prefix + "notification_id"))
+        .values(
+            outcome=_param(notifications.c.outcome, prefix + "outcome"),
+            reason=_param(notifications.c.reason, prefix + "reason"),
+            response=_param(notifications.c.response, prefix + "response"),
+            duration_ms=_param(notifications.c.duration_ms, prefix + "duration_ms"),
+            session=_keep_unless(notifications.c.session, prefix + "session"),
+            step=_keep_unless(notifications.c.step, prefix + "step"),
+        )
     )
-)
+
+
+_FINISH_NOTIFICATION_STATEMENT = _finish_notification_statement()
 _FINISH_NOTIFICATION = DirectStatement(_FINISH_NOTIFICATION_STATEMENT)
 
 
@@ -471,8 +476,20 @@ def _update_queue_strict_statement() -> DirectStatement:
     return DirectStatement(postgresql.insert(blocks).from_select(["session", *others], values))
 
 
+def _update_finish_strict_statement() -> DirectStatement:
+    """PostgreSQL: ``update_call``'s UPDATE and ``finish_notification``'s (parameters named
+    ``finish_<name>``) for a transaction committed with them, when there is nothing to send. The
+    request keeps its ``received_at`` only if the call was updated: a stale ``row_version`` writes
+    NULL there, a NOT NULL violation that fails the statement."""
+    updated = _UPDATE_CALL.statement.returning(calls.c.id).cte("updated")
+    finish = _finish_notification_statement("finish_").values(
+        received_at=sa.case((sa.exists(updated.select()), notifications.c.received_at), else_=sa.null()))
+    return DirectStatement(finish.add_cte(updated))
+
+
 _CLAIM_AND_LOCK = _claim_and_lock_statement()
 _UPDATE_QUEUE_STRICT = _update_queue_strict_statement()
+_UPDATE_FINISH_STRICT = _update_finish_strict_statement()
 _START_CALL = _start_call_statement()
 _UPDATE_AND_QUEUE = _update_and_queue_statement()
 
@@ -640,6 +657,7 @@ class Transaction:
         dest: str | None = None,
         txn_ref: str | None = None,
         queue: Sequence[Mapping[str, Any]] = (),
+        finish: Mapping[str, Any] | None = None,
         commit: bool = False,
     ) -> int:
         """Store a call's new state; returns the new ``row_version``.
@@ -652,10 +670,16 @@ class Transaction:
         ``queue``: blocks to add (``add_block`` arguments) once the call is updated; on PostgreSQL
         an update with one block is one statement.
 
-        ``commit``: this is the transaction's last statement. On PostgreSQL, with one block, the
-        transaction is then committed with it, in the same round trip; ``tx`` is unusable after
-        (``committed``). Elsewhere the transaction commits at the end of its block, as usual."""
+        ``finish``: then ``finish_notification(**finish)`` (only without ``queue``); on PostgreSQL
+        in the same statement.
+
+        ``commit``: this is the transaction's last statement. On PostgreSQL, with one block or with
+        ``finish``, the transaction is then committed with it, in the same round trip; ``tx`` is
+        unusable after (``committed``). Elsewhere the transaction commits at the end of its block,
+        as usual."""
         self._require_write()
+        if finish is not None and queue:
+            raise ValueError("update_call finishes a notification only when it queues no block")
         now = self.now()
         params = {
             "key": session,
@@ -677,7 +701,7 @@ class Transaction:
         if len(queue) == 1 and self.conn.dialect.name == "postgresql":
             params.update({f"block_{name}": value for name, value in self._block_params(**queue[0]).items()})
             if commit:
-                self._update_queue_and_commit(params, queue[0], expected_row_version)
+                self._commit_strictly(_UPDATE_QUEUE_STRICT, params, expected_row_version, queue[0])
                 return expected_row_version + 1
             found = _UPDATE_AND_QUEUE.execute(self.conn, params).first() or {}
             if found.get("updated") != 1:
@@ -685,26 +709,37 @@ class Transaction:
             if found.get("block_id") is None:
                 raise DuplicateBlock(queue[0]["session"], queue[0]["step"])
             return expected_row_version + 1
+        if finish is not None:
+            finished = self._finish_params(**finish)
+            if commit and self.conn.dialect.name == "postgresql":
+                params.update({f"finish_{name}": value for name, value in finished.items()})
+                self._commit_strictly(_UPDATE_FINISH_STRICT, params, expected_row_version)
+                return expected_row_version + 1
         if _UPDATE_CALL.execute(self.conn, params).rowcount != 1:
             self._concurrent_update(session, expected_row_version)
         for block in queue:
             self.add_block(**block)
+        if finish is not None:
+            _FINISH_NOTIFICATION.execute(self.conn, finished)
         return expected_row_version + 1
 
-    def _update_queue_and_commit(self, params: dict[str, Any], block: Mapping[str, Any],
-                                 expected_row_version: int) -> None:
-        """PostgreSQL: the update, its block and ``COMMIT`` in one round trip. A stale row or a block
-        already queued is an error inside the statement (the block's session comes from the updated
-        row: NULL when none was updated), so the ``COMMIT`` sent with it never commits past one."""
+    def _commit_strictly(self, statement: DirectStatement, params: dict[str, Any], expected_row_version: int,
+                         block: Mapping[str, Any] | None = None) -> None:
+        """PostgreSQL: the update with its block (``_UPDATE_QUEUE_STRICT``) or its notification's
+        outcome (``_UPDATE_FINISH_STRICT``), and ``COMMIT``, in one round trip. A stale row or a
+        block already queued is an error inside the statement (a NULL written where the updated row
+        would have given a value; no ON CONFLICT), so the ``COMMIT`` sent with it never commits past
+        one."""
         try:
-            _UPDATE_QUEUE_STRICT.execute(self.conn, params, commit=True)
+            statement.execute(self.conn, params, commit=True)
         except sa.exc.IntegrityError as exc:
             diag = getattr(exc.orig, "diag", None)
             sqlstate = getattr(exc.orig, "sqlstate", None)
-            if sqlstate == "23502" and getattr(diag, "table_name", None) == "blocks" \
-                    and getattr(diag, "column_name", None) == "session":
+            where = (getattr(diag, "table_name", None), getattr(diag, "column_name", None))
+            if sqlstate == "23502" and where in (("blocks", "session"), ("notifications", "received_at")):
                 raise ConcurrentUpdate(params["key"], expected_row_version, None) from None
-            if sqlstate == "23505" and getattr(diag, "constraint_name", None) == "uq_blocks_session_step":
+            if block is not None and sqlstate == "23505" \
+                    and getattr(diag, "constraint_name", None) == "uq_blocks_session_step":
                 raise DuplicateBlock(block["session"], block["step"]) from None
             raise
         self.committed = True

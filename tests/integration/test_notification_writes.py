@@ -217,3 +217,64 @@ def test_on_sqlite_notifications_arriving_together_share_one_commit(harness):
     assert harness.db.settle_sent(10)
     outcomes = [row.outcome for row in _stored(harness, "G0")[-2:]]
     assert sorted(outcomes) == ["accepted", "duplicate"]
+
+
+class RoundTrips:
+    """PostgreSQL: the times this thread waits for the server: each statement sent alone, each
+    pipeline (whatever it holds), each COMMIT or ROLLBACK psycopg sends. Other threads (the writer of
+    results written behind) are not counted."""
+
+    def __init__(self, monkeypatch) -> None:
+        import psycopg
+
+        self.count = 0
+        self.thread = threading.get_ident()
+        counter = self
+        real_execute, real_pipeline = psycopg.Cursor.execute, psycopg.Connection.pipeline
+        real_commit, real_rollback = psycopg.Connection.commit, psycopg.Connection.rollback
+
+        def execute(cursor, query, *args, **kwargs):
+            if cursor.connection._pipeline is None:
+                counter.add()
+            return real_execute(cursor, query, *args, **kwargs)
+
+        def pipeline(conn):
+            if conn._pipeline is None:
+                counter.add()
+            return real_pipeline(conn)
+
+        def ending(real):
+            def end(conn):
+                if conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    counter.add()
+                return real(conn)
+            return end
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+        monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
+        monkeypatch.setattr(psycopg.Connection, "commit", ending(real_commit))
+        monkeypatch.setattr(psycopg.Connection, "rollback", ending(real_rollback))
+
+    def add(self) -> None:
+        if threading.get_ident() == self.thread:
+            self.count += 1
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_each_notification_takes_two_round_trips(harness, monkeypatch):
+    harness.answer("R0")  # the pool's connection is made and its first ping is done
+    trips = RoundTrips(monkeypatch)
+    harness.answer("R1")
+    assert trips.take() == 2  # BEGIN with request + call + block; COMMIT
+    assert harness.reply("R1", "play").get_json()["blocks"]
+    assert trips.take() == 2  # BEGIN with claim + lock (and results written behind); update + block + COMMIT
+    response = harness.reply("R1", "gather", call_state="ended", date="2026-11-23 10:00:05", duration="1",
+                             currency="SGD", rate="0.020", debit="0.020")
+    assert response.get_json()["blocks"] == []
+    assert trips.take() == 2  # BEGIN with claim + lock; update + the request's outcome + COMMIT
+    assert harness.db.get_call("R1").status == "ended"
+    assert _stored(harness, "R1")[-1].outcome == "accepted"

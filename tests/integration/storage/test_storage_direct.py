@@ -348,6 +348,47 @@ def test_on_postgresql_a_block_already_queued_commits_nothing(db, database_url):
     assert [b.params for b in db.blocks_for("S1")] == [{"msg": "first"}]
 
 
+
+# ---------------------------------------------------------------- the update with its notification's outcome
+def _finish(notification_id: int) -> dict:
+    return {"notification_id": notification_id, "outcome": "accepted", "response": {"status": "ok", "blocks": []},
+            "session": "S1", "step": 2, "duration_ms": 3.2}
+
+
+def test_an_update_with_its_notifications_outcome_marked_last_commits_both(db):
+    insert_call(db, "S1")
+    with db.transaction() as tx:
+        claimed_id, _ = tx.record_claimed("k1", "POST /hoiio/notify", "POST", body=b"a", session="S1", step=1)
+        assert tx.update_call(**_update(1, status="ended"), finish=_finish(claimed_id), commit=True) == 2
+        if db.backend == "postgresql":  # committed with the statement
+            assert tx.committed and _committed_elsewhere(db, "S1") == 2
+        else:
+            assert not tx.committed
+    call, request = db.get_call("S1"), db.get_notification(claimed_id)
+    assert (call.row_version, call.status) == (2, "ended") and call.ended_at is not None
+    assert (request.outcome, request.response, request.step, request.duration_ms) == (
+        "accepted", {"status": "ok", "blocks": []}, 2, 3)
+    assert request.received_at is not None and request.dedupe_key == "k1"
+
+
+def test_a_stale_update_with_its_notifications_outcome_commits_nothing(db):
+    insert_call(db, "S1")
+    with pytest.raises(ConcurrentUpdate), db.transaction() as tx:
+        claimed_id, _ = tx.record_claimed("k1", "POST /hoiio/notify", "POST", body=b"a", session="S1", step=1)
+        tx.update_call(**_update(7), finish=_finish(claimed_id), commit=True)
+    assert db.get_call("S1").row_version == 1
+    assert db.recent_notifications() == []  # the claim went with the rollback
+    with db.transaction() as tx:  # the pooled connection is clean
+        claimed_id, _ = tx.record_claimed("k1", "POST /hoiio/notify", "POST", body=b"a", session="S1", step=1)
+        assert tx.update_call(**_update(1), finish=_finish(claimed_id), commit=True) == 2
+
+
+def test_an_update_finishes_its_notification_only_when_it_queues_nothing(db):
+    insert_call(db, "S1")
+    with pytest.raises(ValueError, match="queues no block"), db.transaction() as tx:
+        tx.update_call(**_update(1), queue=[_block(2)], finish=_finish(1), commit=True)
+    assert db.get_call("S1").row_version == 1
+
 # ---------------------------------------------------------------- riders: statements sent with another
 _SET_STEP = DirectStatement(sa.update(calls).where(calls.c.session == sa.bindparam("key")).values(
     step=sa.bindparam("new_step")))
