@@ -604,11 +604,8 @@ class Bench:
                 self.compare(servers, [f"stored {backend} 1000", f"stored {backend} {big}"],
                              [f"engine {backend}: 1,000 stored sessions", f"engine {backend}: {big:,} stored sessions"],
                              [AUTO_ATTENDANT_NUMBER, AUTO_ATTENDANT_NUMBER], backend, "stored")
-            if backend == "postgresql":
-                pg_admin(self.cfg.pg_url, "DROP DATABASE IF EXISTS ivr_bench_large WITH (FORCE)")
-            else:
-                for path in self.work.glob("ivr_bench_large.sqlite3*"):
-                    path.unlink()
+            # the large database is removed at the end (cleanup), not here: deleting gigabytes of files
+            # can stall the disk under the next scenario
 
     def flow_size(self) -> None:
         small, large = sorted(FLOW_NUMBERS)
