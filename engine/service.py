@@ -440,7 +440,7 @@ class CallService:
             done: Outcome | None = None
             if ignored:
                 done = self._ignored(key, step, "stale", result.outcome)
-            elif not result.actions:
+            elif not result.actions:  # nothing to carry out: only the answer is built
                 done = self._after_commit(decision.flow, key, result)
             if decision.new_state is not None:
                 # the update is the transaction's last statement: with the request's outcome when

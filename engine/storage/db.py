@@ -849,7 +849,8 @@ class Database:
         way wait, and the next of them writes all of their work in one transaction, each under a
         savepoint of its own, so one failing ``fn`` undoes only its own writes. One turn of the
         database-wide write lock and one commit then serve several notifications, where each used
-        to take its own. On PostgreSQL (row locks, many writers at once) it is ``transaction()``."""
+        to take its own. On PostgreSQL (row locks, many writers at once) it is ``transaction()``,
+        which also carries the results queued by ``record_sent`` (``_write_carrying``)."""
         if self.writers is None:
             return self._write_carrying(fn)
         self._refuse_nested_write()

@@ -1055,25 +1055,28 @@ class Transaction:
         *first, last = marks
         statements = []
         for mark in first:
-            params = self._mark_params(mark["status"], mark.get("http_status"), mark.get("provider_status"),
-                                       mark.get("response"), mark.get("duration_ms"), mark.get("attempts"),
-                                       mark.get("error"))
-            if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None \
-                    or mark.get("from_status") is not None:
-                raise ValueError("a result written behind finds its block by session and step")
-            params.update(block_id=None, key=mark["session"], block_step=mark["step"])
+            if mark.get("from_status") is not None:
+                raise ValueError("a result written behind claims nothing (no from_status)")
+            params = self._mark_by_step_params(mark)
+            params["block_id"] = None
             statements.append((_MARK_BLOCK[(False, False)], params))
         statements.append((_MARK_BLOCK_AND_FINISH, self._mark_and_finish_params(last, finish)))
         return statements
 
     def _mark_and_finish_params(self, mark: Mapping[str, Any], finish: Mapping[str, Any]) -> dict[str, Any]:
-        if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None:
-            raise ValueError("mark_block_and_finish finds the block by session and step")
         params = self._finish_params(**finish)
-        marked = self._mark_params(mark["status"], mark.get("http_status"), mark.get("provider_status"),
+        marked = self._mark_by_step_params(mark)
+        key, step = marked.pop("key"), marked.pop("block_step")
+        params.update({f"block_{name}": value for name, value in marked.items()}, key=key, block_step=step)
+        return params
+
+    def _mark_by_step_params(self, mark: Mapping[str, Any]) -> dict[str, Any]:
+        """``mark_block(**mark)``'s parameters, for a block found by ``session`` and ``step``."""
+        if mark.get("session") is None or mark.get("step") is None or mark.get("block_id") is not None:
+            raise ValueError("a result written behind finds its block by session and step")
+        params = self._mark_params(mark["status"], mark.get("http_status"), mark.get("provider_status"),
                                    mark.get("response"), mark.get("duration_ms"), mark.get("attempts"),
                                    mark.get("error"))
-        params.update({f"block_{name}": value for name, value in marked.items()})
         params.update(key=mark["session"], block_step=mark["step"])
         return params
 
