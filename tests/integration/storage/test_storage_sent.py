@@ -20,6 +20,7 @@ from storage_helpers import insert_call
 
 from engine.storage import Database
 from engine.storage.db import READ_ONLY
+from engine.storage.tables import notifications
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -382,3 +383,56 @@ def test_on_postgresql_a_result_refused_before_any_write_is_not_carried(carrying
     assert _stored(db, "S3", bad[1]["notification_id"]) == ("sending", None)
     assert any("dropped the result" in r.getMessage() and "no-such-outcome" in r.getMessage()
                for r in caplog.records)
+
+
+def test_notifications_on_many_threads_carry_every_result_exactly_once(database_url):
+    """Eight threads, each a stream of notifications: claim, then queue the result of the block it
+    sent. Whoever carries them (another thread's transaction, or the writer thread), every result
+    is stored once and every notification finished, with nothing left queued and nothing lost."""
+    database = Database.open(database_url, auto_migrate=True, lock_timeout_ms=10_000)
+    threads, rounds = 8, 12
+    failures: list[BaseException] = []
+    finished: list[int] = []
+    try:
+        for t in range(threads):
+            insert_call(database, f"T{t}")
+
+        def stream(t: int) -> None:
+            session = f"T{t}"
+            try:
+                for step in range(1, rounds + 1):
+                    def body(tx, step=step):
+                        claimed_id, claimed, _row = tx.claim_and_lock(
+                            f"k-{session}-{step}", "POST /hoiio/notify", "POST", session=session, step=step,
+                            lock=session)
+                        assert claimed
+                        tx.add_block(session, step, "menu", "gather", "ivr/middle/gather", {"msg": "x"},
+                                     status="sending")
+                        return claimed_id
+
+                    claimed_id = database.write(body)
+                    mark = {"session": session, "step": step, "status": "sent", "http_status": 200,
+                            "provider_status": "success_ok", "response": {"status": "success_ok"},
+                            "duration_ms": 1, "attempts": 1, "error": None}
+                    database.record_sent([mark], {"notification_id": claimed_id, "outcome": "accepted", "step": step})
+                    finished.append(claimed_id)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        workers = [threading.Thread(target=stream, args=(t,)) for t in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert not failures, failures[0]
+        assert database.settle_sent(10) and database._sent.empty()
+        assert len(finished) == threads * rounds
+        with database.engine.connect() as conn:
+            conn.execution_options(**READ_ONLY)
+            statuses = conn.execute(sa.text("SELECT status, count(*) FROM blocks GROUP BY status")).all()
+            outcomes = conn.execute(sa.select(notifications.c.outcome, sa.func.count())
+                                    .where(notifications.c.id.in_(finished)).group_by(notifications.c.outcome)).all()
+        assert dict(statuses) == {"sent": threads * rounds}
+        assert dict(outcomes) == {"accepted": threads * rounds}
+    finally:
+        database.close()
