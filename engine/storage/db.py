@@ -912,8 +912,9 @@ class Database:
         transaction and round trip for each of them.
 
         If ``fn`` never claims, or the transaction fails, they go back to the queue. If the database
-        refuses one of them (``RiderFailed``, or any error of the database's that is not an outage
-        once they were sent: the transaction could not tell whose fault it was), ``fn`` runs again
+        refuses one of them (``RiderFailed``, or any error of the database's once they were sent: an
+        outage is a ``StorageError`` by then, and the transaction could not tell whose fault the
+        rest was), ``fn`` runs again
         without them, and they are set aside to be written alone by the writer thread, which logs
         and drops one that is refused again: a bad result never costs a notification its answer."""
         queue = self._sent
@@ -938,7 +939,7 @@ class Database:
                 if not sent:  # fn did not claim: nothing rode
                     back = taken
         except (RiderFailed, sa.exc.DBAPIError) as exc:
-            if not sent or (isinstance(exc, sa.exc.DBAPIError) and self._outage(exc)):
+            if not sent:
                 queue.settle(taken, taken)
                 raise
             log.warning("results written behind were refused in a notification's transaction, which runs again "

@@ -157,7 +157,7 @@ class DirectStatement:
                 raise RiderFailed(exc) from exc
         cursor = driver.cursor()
         ridden: list[tuple[_Plan, Any, Any]] = []  # each rider's plan, parameters and cursor
-        pipelined = main_done = False
+        pipelined = main_done = False  # main_done: the statement ran and its rows were read
         try:
             listeners = conn.dispatch.before_cursor_execute
             begin = postgresql and begin_lazily(conn, driver)
@@ -190,11 +190,12 @@ class DirectStatement:
                     _ride(conn, *rider, driver, listeners, ridden)
             return DirectResult(cursor.rowcount, rows)
         except dialect.loaded_dbapi.Error as exc:
-            if pipelined:  # the results arrive in order: the statement succeeded if it has its own
-                main_done = getattr(cursor, "pgresult", None) is not None
-            failed = None
-            if main_done and ridden:
-                failed = next((r for r in ridden if pipelined and r[2].pgresult is None), ridden[-1])
+            failed = None  # the rider at fault, if the statement itself succeeded
+            if pipelined:  # the results arrive in order: a statement succeeded if it has its own
+                if ridden and getattr(cursor, "pgresult", None) is not None:
+                    failed = next((r for r in ridden if r[2].pgresult is None), ridden[-1])
+            elif main_done and ridden:  # run one after the other: the last one sent failed
+                failed = ridden[-1]
             if failed is None:
                 raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
             error = _wrapped(conn, failed[0].sql, failed[1], exc, failed[2])

@@ -418,24 +418,15 @@ def test_riders_run_after_the_statement_in_its_transaction(db):
     assert db.get_call("S2").step == 7  # undone with the transaction
 
 
-def test_a_rider_the_database_refuses_raises_rider_failed(db):
+@pytest.mark.parametrize(("failing", "error"), [
+    ((_SET_DIRECTION, {"key": "S1", "new_direction": "sideways"}), sa.exc.DBAPIError),  # the database refuses it
+    ((_SET_STATE, {"key": "S1", "new_state": {"x": object()}}), TypeError),  # its value cannot be converted
+], ids=["refused", "unconvertible"])
+def test_a_failing_rider_raises_rider_failed_and_undoes_the_transaction(db, failing, error):
     insert_call(db, "S1")
     with pytest.raises(RiderFailed) as failed, db.transaction() as tx:
-        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 2}),
-                                                      (_SET_DIRECTION, {"key": "S1", "new_direction": "sideways"})])
-    assert isinstance(failed.value.error, sa.exc.DBAPIError)
-    assert db.get_call("S1").step == 1
-    with db.transaction() as tx:  # the pooled connection is clean
-        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 3})])
-    assert db.get_call("S1").step == 3
-
-
-def test_a_rider_whose_values_cannot_be_converted_raises_rider_failed(db):
-    insert_call(db, "S1")
-    with pytest.raises(RiderFailed) as failed, db.transaction() as tx:
-        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 2}),
-                                                      (_SET_STATE, {"key": "S1", "new_state": {"x": object()}})])
-    assert isinstance(failed.value.error, TypeError)
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 2}), failing])
+    assert isinstance(failed.value.error, error)
     assert db.get_call("S1").step == 1
     with db.transaction() as tx:  # the pooled connection is clean
         _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 3})])
