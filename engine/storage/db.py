@@ -110,6 +110,9 @@ AUTOCHECKPOINT_PAGES = 10_000
 SENT_LINGER_S = 0.02
 #: PostgreSQL: at most this many queued results ride with one notification's transaction.
 SENT_CARRIED_MAX = 8
+#: The writer thread of ``record_sent`` looks for results every ``SENT_LINGER_S`` while they keep
+#: coming, and sleeps until woken once none came for this long.
+SENT_WAKE_AFTER_IDLE_S = 1.0
 
 
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
@@ -477,16 +480,21 @@ class _SentQueue:
         self.taken = 0
         self.urgent = 0  # callers of settle_sent waiting: no lingering
         self.since = 0.0  # when the queue last became non-empty
+        self.last_put = float("-inf")
+        self.sleeping = False  # the writer thread waits for ``put`` to wake it (``wait_work``)
         self.cond = threading.Condition()
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
     def put(self, item: _Sent) -> None:
+        now = time.monotonic()
         with self.cond:
             self.items.append(item)
-            if len(self.items) == 1:  # the writer thread waits for the first item (``wait_work``)
-                self.since = time.monotonic()
-                self.cond.notify_all()
+            self.last_put = now
+            if len(self.items) == 1:
+                self.since = now
+                if self.sleeping:  # else the writer thread looks on its own (``wait_work``)
+                    self.cond.notify_all()
 
     def take(self, *, alone: bool, limit: int | None = None) -> list[_Sent]:
         """Take the queued items whose ``alone`` is the one given (the first ``limit`` of them)."""
@@ -532,8 +540,26 @@ class _SentQueue:
             return bool(self.items)
 
     def wait_work(self, timeout_s: float) -> bool:
+        """The writer thread: wait up to ``timeout_s`` for an item (True) or the stop signal. While
+        items keep coming (the last less than ``SENT_WAKE_AFTER_IDLE_S`` ago) it looks every
+        ``linger_s`` without being woken, so a ``put`` under load wakes no thread (waking it cost
+        each notification a thread switch, about 2% of a worker's Python time); after that it
+        sleeps until the next ``put`` wakes it."""
+        deadline = time.monotonic() + timeout_s
         with self.cond:
-            return self.cond.wait_for(lambda: bool(self.items) or self.stop.is_set(), timeout_s)
+            while not self.items and not self.stop.is_set():
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                if self.linger_s and now - self.last_put < SENT_WAKE_AFTER_IDLE_S:
+                    self.cond.wait(min(self.linger_s, deadline - now))
+                    continue
+                self.sleeping = True
+                try:
+                    self.cond.wait(deadline - now)
+                finally:
+                    self.sleeping = False
+            return True
 
 
 _T = TypeVar("_T")

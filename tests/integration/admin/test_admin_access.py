@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flask
 from admin_support import ADMIN_TOKEN, admin_app, csrf_of, login, text_of
 
 from tests.integration.conftest import make_app
@@ -189,3 +190,21 @@ def test_wrong_tokens_from_one_address_are_refused_for_a_while(admin_sqlite):
     assert bearer.status_code == 429
     assert client.get("/admin/", headers=BEARER, environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code == 200
     assert client.get("/admin/login", environ_base=attacker).status_code == 200  # the form itself still shows
+
+
+def test_the_session_is_opened_only_under_admin(admin_sqlite):
+    """The cookie's path is /admin: the webhooks and the API get Flask's null session (nothing to
+    sign or parse per notification), even when a client sends the cookie there anyway."""
+    app = admin_sqlite.app
+    interface = app.session_interface
+    login(admin_sqlite.client)
+    cookie = admin_sqlite.client.get_cookie("ivr_admin", path="/admin")
+    header = {"Cookie": f"ivr_admin={cookie.value}"}
+    for path in ("/admin", "/admin/", "/admin/calls"):
+        with app.test_request_context(path, headers=header):
+            opened = interface.open_session(app, flask.request)
+            assert not interface.is_null_session(opened), path
+            assert opened.get("admin"), path  # the login the cookie carries
+    for path in ("/hoiio/answer/auto_attendant", "/api/calls", "/administrator", "/healthz"):
+        with app.test_request_context(path, headers=header):
+            assert interface.is_null_session(interface.open_session(app, flask.request)), path
