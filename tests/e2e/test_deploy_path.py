@@ -95,22 +95,27 @@ def test_gunicorn_on_postgres_ready_and_counting(tmp_path):
         fake.stop()
 
 
-def test_gunicorn_settings_recycle_workers_only_when_asked(monkeypatch):
-    """A recycled worker reloads the app while callers wait: off unless IVR_MAX_REQUESTS is set."""
+def test_gunicorn_settings_recycle_workers_and_log_accesses_only_when_asked(monkeypatch):
+    """A recycled worker reloads the app while callers wait: off unless IVR_MAX_REQUESTS is set. The
+    access log doubles the engine's own line per notification: off unless IVR_ACCESS_LOG is set."""
     from gunicorn.config import Config
 
     def loaded() -> Config:
         cfg = Config()
         namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
         exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
-        for name in ("max_requests", "max_requests_jitter", "threads", "worker_class"):
+        for name in ("max_requests", "max_requests_jitter", "threads", "worker_class", "accesslog"):
             cfg.set(name, namespace[name])
         return cfg
 
     monkeypatch.delenv("IVR_MAX_REQUESTS", raising=False)
+    monkeypatch.delenv("IVR_ACCESS_LOG", raising=False)
     default = loaded()
     assert (default.max_requests, default.max_requests_jitter) == (0, 0)  # gunicorn: 0 is never
     assert default.worker_class_str == "gthread" and default.threads == 4
+    assert default.accesslog is None  # the engine's own line per notification is the log
     monkeypatch.setenv("IVR_MAX_REQUESTS", "20000")
+    monkeypatch.setenv("IVR_ACCESS_LOG", "-")
     asked = loaded()
     assert (asked.max_requests, asked.max_requests_jitter) == (20000, 2000)
+    assert asked.accesslog == "-"
