@@ -529,12 +529,17 @@ class Bench:
                            {"kind": "handwritten", "database_url": url, "label": f"handwritten {backend}"},
                            {"kind": "engine", "database_url": url, "flows_dir": self.flows_aa,
                             "label": f"engine {backend}"}) as (hand, engine):
-                # measured one at a time (the other one idles), alternating A B, B A, ... and pooled
-                for rep in range(self.cfg.repeats):
-                    for srv, name in ((hand, "hand-written"), (engine, "engine"))[:: 1 if rep % 2 == 0 else -1]:
+                # measured one at a time (the other one idles), alternating A B, B A, ... and pooled:
+                # the closed loop twice per repeat (one server's throughput moved by a third between runs a
+                # minute apart on the machine of RESULTS.md),
+                # the fixed rate once per repeat (its samples pooled for the percentiles)
+                both = ((hand, "hand-written"), (engine, "engine"))
+                for rep in range(2 * self.cfg.repeats):
+                    for srv, name in both[:: 1 if rep % 2 == 0 else -1]:
                         self.closed(srv, name, backend)
-                self.target(hand, "hand-written", backend)
-                self.target(engine, "engine", backend)
+                for rep in range(self.cfg.repeats):
+                    for srv, name in both[:: 1 if rep % 2 == 0 else -1]:
+                        self.target(srv, name, backend)
                 if "calls" not in self.cfg.skip:
                     # one after the other on the warm engine server, in alternating order with --repeats
                     rate = self.scale_rate(backend)
@@ -786,7 +791,8 @@ def report(bench: Bench, elapsed: float) -> str:
         f"Settings of this run: gunicorn `deploy/gunicorn.conf.py` (2 workers, {os.environ.get('IVR_THREADS', 4)} "
         f"threads each), closed loop with {cfg.calls} calls in progress, fixed rate {cfg.rate:.0f} notifications/s, "
         f"warm-up {cfg.warmup:g} s, measured for {cfg.duration:g} s per scenario (twice as long for the side-by-side "
-        f"comparisons), {cfg.repeats} repeat(s), "
+        f"comparisons), {cfg.repeats} repeat(s) (hand-written and engine alternate {2 * cfg.repeats} times in the "
+        f"closed loop and {cfg.repeats} at the fixed rate), "
         f"{cfg.sessions:,} stored sessions for the large database"
         + (" (--quick: 100,000 instead of 1,000,000)" if cfg.quick and cfg.sessions == 100_000 else "") + ". "
         + ("Scale curves (stored sessions, flow size, calls in progress) at "
