@@ -85,11 +85,11 @@ class _SessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: Flask) -> bool:  # type: ignore[override]
         return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
 
-    def open_session(self, app: Flask, request: Any) -> Any:  # type: ignore[override]
+    def open_session(self, app: Flask, incoming: Any) -> Any:  # type: ignore[override]
         scope = self.get_cookie_path(app).rstrip("/")
-        if scope and request.path != scope and not request.path.startswith(scope + "/"):
+        if scope and incoming.path != scope and not incoming.path.startswith(scope + "/"):
             return self.make_null_session(app)
-        return super().open_session(app, request)
+        return super().open_session(app, incoming)
 
 
 @dataclass
