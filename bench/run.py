@@ -727,24 +727,21 @@ def report(bench: Bench, elapsed: float) -> str:
             achieved = paced.throughput
             target(f"turnaround p99 < 25 ms at {cfg.rate:.0f}/s, {backend}", p99 is not None and p99 < 25,
                    f"p99 {fmt(p99)} ms (p50 {fmt(paced.p(0.5))}) at {achieved:.0f} notif/s achieved")
-    for backend in cfg.backends:
-        small, large = f(f"stored {backend} 1000"), f(f"stored {backend} {cfg.sessions}")
-        if small and large:
-            r50, r99 = ratio(large.p(0.5), small.p(0.5)), ratio(large.p(0.99), small.p(0.99))
-            ratios.append(f"| turnaround {cfg.sessions:,} / 1,000 stored sessions, {backend} | {pair(large, small)} |")
-            target(f"turnaround changes < 10% from 1k to {cfg.sessions:,} stored sessions, {backend} (p50)",
-                   r50 is not None and abs(r50 - 1) < 0.10,
-                   f"p50 {fmt(small.p(0.5))} -> {fmt(large.p(0.5))} ms (x{fmt(r50, 2)}); p99 {fmt(small.p(0.99))} -> "
-                   f"{fmt(large.p(0.99))} ms (x{fmt(r99, 2)})")
-    for backend in cfg.backends:
-        small, large = f(f"flow {backend} 10"), f(f"flow {backend} 2000")
-        if small and large:
-            r50, r99 = ratio(large.p(0.5), small.p(0.5)), ratio(large.p(0.99), small.p(0.99))
-            ratios.append(f"| turnaround 2,000-node / 10-node flow, {backend} | {pair(large, small)} |")
-            target(f"turnaround changes < 10% from a 10- to a 2,000-node flow, {backend} (p50)",
-                   r50 is not None and abs(r50 - 1) < 0.10,
-                   f"p50 {fmt(small.p(0.5))} -> {fmt(large.p(0.5))} ms (x{fmt(r50, 2)}); p99 {fmt(small.p(0.99))} -> "
-                   f"{fmt(large.p(0.99))} ms (x{fmt(r99, 2)})")
+    scale_pairs = (  # (small key, large key, ratio row, target), per backend
+        ("stored {} 1000", f"stored {{}} {cfg.sessions}", f"turnaround {cfg.sessions:,} / 1,000 stored sessions, {{}}",
+         f"turnaround changes < 10% from 1k to {cfg.sessions:,} stored sessions, {{}} (p50)"),
+        ("flow {} 10", "flow {} 2000", "turnaround 2,000-node / 10-node flow, {}",
+         "turnaround changes < 10% from a 10- to a 2,000-node flow, {} (p50)"),
+    )
+    for small_key, large_key, row, goal in scale_pairs:
+        for backend in cfg.backends:
+            small, large = f(small_key.format(backend)), f(large_key.format(backend))
+            if small and large:
+                r50, r99 = ratio(large.p(0.5), small.p(0.5)), ratio(large.p(0.99), small.p(0.99))
+                ratios.append(f"| {row.format(backend)} | {pair(large, small)} |")
+                target(goal.format(backend), r50 is not None and abs(r50 - 1) < 0.10,
+                       f"p50 {fmt(small.p(0.5))} -> {fmt(large.p(0.5))} ms (x{fmt(r50, 2)}); "
+                       f"p99 {fmt(small.p(0.99))} -> {fmt(large.p(0.99))} ms (x{fmt(r99, 2)})")
     for backend in cfg.backends:
         c10, c100, c1000 = (f(f"engine {backend} paced {n}") for n in (10, 100, 1000))
         if c10 and c100 and c1000:

@@ -55,6 +55,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -303,29 +304,18 @@ class Stub:
 
     # -------------------------------------------------------------- the REST API side
     def handle_connection(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rfile = conn.makefile("rb", buffering=65536)
-        try:
-            while True:
-                request = read_request(rfile)
-                if request is None:
-                    return
-                now = time.perf_counter()
-                _method, target, headers, body = request
-                params = dict(parse_qsl(body.decode("utf-8")))
-                kind = target.rsplit(b"/", 1)[-1].decode()
-                call = self.calls.get(params.get("session", ""))
-                if call is not None:
-                    call.blocks += 1
-                conn.sendall(OK_RESPONSE)
-                self.on_block(call, kind, params, now)
-                if headers.get(b"connection", b"").lower() == b"close":
-                    return
-        except OSError:
-            return
-        finally:
-            rfile.close()
-            conn.close()
+        serve_connection(conn, self.answer_block)
+
+    def answer_block(self, conn: socket.socket, request: tuple) -> None:
+        now = time.perf_counter()
+        _method, target, _headers, body = request
+        params = dict(parse_qsl(body.decode("utf-8")))
+        kind = target.rsplit(b"/", 1)[-1].decode()
+        call = self.calls.get(params.get("session", ""))
+        if call is not None:
+            call.blocks += 1
+        conn.sendall(OK_RESPONSE)
+        self.on_block(call, kind, params, now)
 
     def on_block(self, call: Call | None, kind: str, params: dict[str, str], now: float) -> None:
         if call is None:  # a call given up earlier, or a block resent by the engine's recovery pass
@@ -477,6 +467,35 @@ class Stub:
 
 
 # ------------------------------------------------------------------------------------------ mirror
+def serve_connection(conn: socket.socket, answer: Callable[[socket.socket, tuple], None]) -> None:
+    """Every request of one connection, kept alive until the client closes it or asks
+    ``Connection: close``: ``answer(conn, request)``, ``request`` as ``read_request`` returns it."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rfile = conn.makefile("rb", buffering=65536)
+    try:
+        while True:
+            request = read_request(rfile)
+            if request is None:
+                return
+            answer(conn, request)
+            if request[2].get(b"connection", b"").lower() == b"close":
+                return
+    except OSError:
+        return
+    finally:
+        rfile.close()
+        conn.close()
+
+
+def serve_requests(port: int, answer: Callable[[socket.socket, tuple], None]) -> None:
+    """Listen on ``port``, answer every request of every connection (``serve_connection``), print
+    ``ready`` once listening, then serve until the process ends."""
+    sock = listen(port)
+    serve_forever(sock, lambda conn: serve_connection(conn, answer))
+    print("ready", flush=True)
+    threading.Event().wait()
+
+
 def serve_mirror(port: int, api_url: str) -> None:
     """Plays the engine's part as cheaply as Python can: for each notification POST the next block
     of the auto-attendant (play -> gather -> transfer) to the API, then answer 200."""
@@ -489,67 +508,29 @@ def serve_mirror(port: int, api_url: str) -> None:
     response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
         len(reply), reply)
 
-    def handle(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rfile = conn.makefile("rb", buffering=65536)
-        try:
-            while True:
-                request = read_request(rfile)
-                if request is None:
-                    return
-                _method, target, headers, body = request
-                fields = dict(parse_qsl(body.decode()))
-                step = nxt.get(fields.get("ivr_block", ""))
-                if step is not None and fields.get("call_state") != "ended":
-                    n = int(dict(parse_qsl(urlsplit(target.decode()).query)).get("step", "0")) + 1
-                    params = urlencode({"session": fields["session"], "msg": "x", "tag": step[1],
-                                        "notify_url": f"http://127.0.0.1:{port}/hoiio/notify?step={n}&sig=x"})
-                    try:
-                        poster = pool.get_nowait()
-                    except queue.Empty:
-                        poster = Poster(api.hostname or "127.0.0.1", api.port or 80, keepalive=True)
-                    poster.post(f"{base}/{step[0]}", params.encode())
-                    pool.put(poster)
-                conn.sendall(response)
-                if headers.get(b"connection", b"").lower() == b"close":
-                    return
-        except OSError:
-            return
-        finally:
-            rfile.close()
-            conn.close()
+    def answer(conn: socket.socket, request: tuple) -> None:
+        _method, target, _headers, body = request
+        fields = dict(parse_qsl(body.decode()))
+        step = nxt.get(fields.get("ivr_block", ""))
+        if step is not None and fields.get("call_state") != "ended":
+            n = int(dict(parse_qsl(urlsplit(target.decode()).query)).get("step", "0")) + 1
+            params = urlencode({"session": fields["session"], "msg": "x", "tag": step[1],
+                                "notify_url": f"http://127.0.0.1:{port}/hoiio/notify?step={n}&sig=x"})
+            try:
+                poster = pool.get_nowait()
+            except queue.Empty:
+                poster = Poster(api.hostname or "127.0.0.1", api.port or 80, keepalive=True)
+            poster.post(f"{base}/{step[0]}", params.encode())
+            pool.put(poster)
+        conn.sendall(response)
 
-    sock = listen(port)
-    serve_forever(sock, handle)
-    print("ready", flush=True)
-    threading.Event().wait()
+    serve_requests(port, answer)
 
 
 def serve_sink(port: int) -> None:
     """Only the REST API: every request is answered ``success_ok`` and nothing else happens
     (the profiler drives the engine itself)."""
-
-    def handle(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rfile = conn.makefile("rb", buffering=65536)
-        try:
-            while True:
-                request = read_request(rfile)
-                if request is None:
-                    return
-                conn.sendall(OK_RESPONSE)
-                if request[2].get(b"connection", b"").lower() == b"close":
-                    return
-        except OSError:
-            return
-        finally:
-            rfile.close()
-            conn.close()
-
-    sock = listen(port)
-    serve_forever(sock, handle)
-    print("ready", flush=True)
-    threading.Event().wait()
+    serve_requests(port, lambda conn, _request: conn.sendall(OK_RESPONSE))
 
 
 def main(argv: list[str] | None = None) -> int:
