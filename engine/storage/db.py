@@ -1080,39 +1080,11 @@ class Database:
             self._local.writing = False
 
     # ------------------------------------------------------------------ short write transactions
-    def record_notification(
-        self,
-        route: str,
-        method: str,
-        query_string: str = "",
-        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        body: bytes | str = b"",
-        *,
-        session: str | None = None,
-        step: int | None = None,
-        received_at: datetime | None = None,
-        outcome: str | None = None,
-        reason: str | None = None,
-        response: Any = None,
-        duration_ms: float | None = None,
-    ) -> int:
-        """Record a webhook request (own transaction). Returns its id. With ``outcome`` it is stored
-        already finished (see ``Transaction.record_notification``)."""
+    def record_notification(self, *request: Any, **details: Any) -> int:
+        """Record a webhook request (own transaction): ``Transaction.record_notification``. Returns
+        its id. With ``outcome`` it is stored already finished."""
         with self.transaction() as tx:
-            return tx.record_notification(
-                route,
-                method,
-                query_string,
-                headers,
-                body,
-                session=session,
-                step=step,
-                received_at=received_at,
-                outcome=outcome,
-                reason=reason,
-                response=response,
-                duration_ms=duration_ms,
-            )
+            return tx.record_notification(*request, **details)
 
     def finish_notification(
         self,

@@ -765,54 +765,25 @@ class Transaction:
         return int(self.conn.execute(query).scalar_one())
 
     # ------------------------------------------------------------------ notifications
-    def record_notification(
-        self,
-        route: str,
-        method: str,
-        query_string: str = "",
-        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        body: bytes | str = b"",
-        *,
-        session: str | None = None,
-        step: int | None = None,
-        received_at: datetime | None = None,
-        outcome: str | None = None,
-        reason: str | None = None,
-        response: Any = None,
-        duration_ms: float | None = None,
-    ) -> int:
-        """Store a request as received; returns its id. Credentials are removed from ``headers``
-        (``scrub_headers``); ``body`` is kept byte for byte (a ``str`` is stored UTF-8 encoded).
-        With ``outcome`` (and ``reason``, ``response``, ``duration_ms``) the request is stored
-        already finished: one statement for a request refused before any processing."""
+    def record_notification(self, *request: Any, outcome: str | None = None, reason: str | None = None,
+                            response: Any = None, duration_ms: float | None = None, **details: Any) -> int:
+        """Store a request as received (``request`` and ``details``: see ``_notification_values``);
+        returns its id. With ``outcome`` (and ``reason``, ``response``, ``duration_ms``) the request
+        is stored already finished: one statement for a request refused before any processing."""
         self._require_write()
-        values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
-                                           received_at=received_at)
+        values = self._notification_values(*request, **details)
         values.update(outcome=None if outcome is None else _choose(outcome, NOTIFICATION_OUTCOMES, "outcome"),
                       reason=reason, response=response, duration_ms=_ms(duration_ms))
         return int(_RECORD_NOTIFICATION.execute(self.conn, values).scalar())
 
-    def record_claimed(
-        self,
-        dedupe_key: str,
-        route: str,
-        method: str,
-        query_string: str = "",
-        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        body: bytes | str = b"",
-        *,
-        session: str | None = None,
-        step: int | None = None,
-        received_at: datetime | None = None,
-    ) -> tuple[int, bool]:
-        """Store a request and claim its dedupe key, in one statement: ``(id, True)``. When the key
-        was already claimed (a redelivery) the request is still stored, without the key, and the
-        answer is ``(id, False)``. Like ``claim_notification``, the claim commits or rolls back
-        with the transaction, and on PostgreSQL a concurrent claim of the same key waits for the
-        first transaction."""
+    def record_claimed(self, dedupe_key: str, *request: Any, **details: Any) -> tuple[int, bool]:
+        """Store a request (``request`` and ``details``: see ``_notification_values``) and claim its
+        dedupe key, in one statement: ``(id, True)``. When the key was already claimed (a
+        redelivery) the request is still stored, without the key, and the answer is ``(id, False)``.
+        Like ``claim_notification``, the claim commits or rolls back with the transaction, and on
+        PostgreSQL a concurrent claim of the same key waits for the first transaction."""
         self._require_write()
-        values = self._notification_values(route, method, query_string, headers, body, session=session, step=step,
-                                           received_at=received_at)
+        values = self._notification_values(*request, **details)
         query = _insert_or_nothing(self.conn.dialect.name, "notification")
         found = query.execute(self.conn, {**values, "dedupe_key": dedupe_key}).scalar()
         if found is not None:
@@ -857,6 +828,10 @@ class Transaction:
         step: int | None = None,
         received_at: datetime | None = None,
     ) -> dict[str, Any]:
+        """The columns of a stored request: ``route`` (answer, notify, ...) and ``method`` as
+        received, the raw ``query_string``, ``headers`` without credentials (``scrub_headers``) and
+        ``body`` byte for byte (a ``str`` is stored UTF-8 encoded); ``session`` and ``step`` when
+        known; ``received_at`` (default: now)."""
         return {
             "received_at": received_at or self.now(),
             "session": _clip(session, SESSION_LEN),
