@@ -1244,17 +1244,10 @@ class Database:
         with self.transaction() as tx:
             return tx.record_flow_version(flow, version, source)
 
-    def add_side_call(
-        self,
-        kind: str,
-        request: Any,
-        *,
-        txn_ref: str | None = None,
-        session: str | None = None,
-        status: str = "pending",
-    ) -> int:
+    def add_side_call(self, *args: Any, **kwargs: Any) -> int:
+        """``Transaction.add_side_call`` in a transaction of its own."""
         with self.transaction() as tx:
-            return tx.add_side_call(kind, request, txn_ref=txn_ref, session=session, status=status)
+            return tx.add_side_call(*args, **kwargs)
 
     def update_side_call(
         self, side_call_id: int, status: str, response: Any = None, *, txn_ref: str | None = None

@@ -924,27 +924,17 @@ class Transaction:
         return None if found is None else _notification(found)
 
     # ------------------------------------------------------------------ blocks (outbox)
-    def add_block(
-        self,
-        session: str,
-        step: int,
-        node: str,
-        kind: str,
-        endpoint: str,
-        params: Mapping[str, str] | Iterable[tuple[str, str]],
-        *,
-        status: str = "pending",
-    ) -> int:
-        """Queue one block (status ``pending``, or ``sending`` when the caller sends it right after
-        commit: one transaction fewer than claiming it separately); returns its id. ``params`` keep their order and must
-        not contain ``access_token``/``app_id``. Raises ``DuplicateBlock`` when (session, step) is
-        already queued; the transaction stays usable."""
+    def add_block(self, *block: Any, **details: Any) -> int:
+        """Queue one block (``block`` and ``details``: see ``_block_params``; status ``pending``, or
+        ``sending`` when the caller sends it right after commit: one transaction fewer than claiming
+        it separately); returns its id. Raises ``DuplicateBlock`` when (session, step) is already
+        queued; the transaction stays usable."""
         self._require_write()
         query = _insert_or_nothing(self.conn.dialect.name, "block")
-        block_id = query.execute(self.conn, self._block_params(session, step, node, kind, endpoint, params,
-                                                              status=status)).scalar()
+        values = self._block_params(*block, **details)
+        block_id = query.execute(self.conn, values).scalar()
         if block_id is None:
-            raise DuplicateBlock(session, step)
+            raise DuplicateBlock(values["session"], values["step"])
         return int(block_id)
 
     def _block_params(
@@ -958,6 +948,9 @@ class Transaction:
         *,
         status: str = "pending",
     ) -> dict[str, Any]:
+        """The columns of a queued block: the call's ``session`` and the block's ``step``, the flow
+        ``node`` and block ``kind`` it comes from, the Hoiio ``endpoint`` and its ``params`` (kept in
+        their order; never ``access_token`` or ``app_id``), ``status`` ``pending`` or ``sending``."""
         params = dict(params.items() if isinstance(params, Mapping) else params)
         leaked = FORBIDDEN_BLOCK_PARAMS.intersection(params)
         if leaked:
