@@ -529,10 +529,9 @@ class Bench:
                            {"kind": "handwritten", "database_url": url, "label": f"handwritten {backend}"},
                            {"kind": "engine", "database_url": url, "flows_dir": self.flows_aa,
                             "label": f"engine {backend}"}) as (hand, engine):
-                # measured one at a time (the other one idles), alternating A B, B A, ... and pooled:
-                # the closed loop twice per repeat (one server's throughput moved by a third between runs a
-                # minute apart on the machine of RESULTS.md),
-                # the fixed rate once per repeat (its samples pooled for the percentiles)
+                # measured one at a time (the other one idles), alternating A B, B A, ... and pooled: the
+                # closed loop twice per repeat (one server's throughput moved by a third between runs a
+                # minute apart), the fixed rate once per repeat (its samples pooled for the percentiles)
                 both = ((hand, "hand-written"), (engine, "engine"))
                 for rep in range(2 * self.cfg.repeats):
                     for srv, name in both[:: 1 if rep % 2 == 0 else -1]:

@@ -466,7 +466,7 @@ class Stub:
         }
 
 
-# ------------------------------------------------------------------------------------------ mirror
+# ------------------------------------------------------------------------------------------ servers
 def serve_connection(conn: socket.socket, answer: Callable[[socket.socket, tuple], None]) -> None:
     """Every request of one connection, kept alive until the client closes it or asks
     ``Connection: close``: ``answer(conn, request)``, ``request`` as ``read_request`` returns it."""
@@ -496,6 +496,7 @@ def serve_requests(port: int, answer: Callable[[socket.socket, tuple], None]) ->
     threading.Event().wait()
 
 
+# ------------------------------------------------------------------------------------------ mirror
 def serve_mirror(port: int, api_url: str) -> None:
     """Plays the engine's part as cheaply as Python can: for each notification POST the next block
     of the auto-attendant (play -> gather -> transfer) to the API, then answer 200."""

@@ -106,7 +106,10 @@ IDLE_PING_S = 2.0
 #: checkpoints anyway (SQLite's default is 1,000).
 CHECKPOINT_INTERVAL_S = 0.5
 AUTOCHECKPOINT_PAGES = 10_000
-#: How long sent blocks' results wait for a write transaction to carry them (``record_sent``).
+#: How long sent blocks' results (``record_sent``) wait for another write transaction to carry them
+#: before the writer thread writes them in one of its own: under load, a notification's main
+#: transaction commits them at almost no extra cost (on SQLite under the single write lock it
+#: already holds, on PostgreSQL in the round trip of its claim).
 SENT_LINGER_S = 0.02
 #: PostgreSQL: at most this many queued results ride with one notification's transaction.
 SENT_CARRIED_MAX = 8
@@ -746,7 +749,7 @@ class Database:
         self._lock_timeout_s = lock_timeout_ms / 1000
         self._local = threading.local()
         #: sent blocks' results not written yet (see ``record_sent``)
-        self._sent = _SentQueue(self._sent_linger_s())
+        self._sent = _SentQueue(SENT_LINGER_S)
         self._sent_guard = threading.Lock()
         #: SQLite: callers of ``write`` waiting to share a transaction
         self._group = _Group()
@@ -940,9 +943,9 @@ class Database:
         If ``fn`` never claims, or the transaction fails, they go back to the queue. If the database
         refuses one of them (``RiderFailed``, or any error of the database's once they were sent: an
         outage is a ``StorageError`` by then, and the transaction could not tell whose fault the
-        rest was), ``fn`` runs again
-        without them, and they are set aside to be written alone by the writer thread, which logs
-        and drops one that is refused again: a bad result never costs a notification its answer."""
+        rest was), ``fn`` runs again without them, and they are set aside to be written alone by the
+        writer thread, which logs and drops one that is refused again: a bad result never costs a
+        notification its answer."""
         queue = self._sent
         if queue.pid != os.getpid() or not queue.items:
             with self.transaction() as tx:
@@ -1141,20 +1144,13 @@ class Database:
         """Stop this queue's writer thread; a new queue (and thread, at its first use) replaces it."""
         with self._sent_guard:
             self._sent.stop.set()
-            self._sent = _SentQueue(self._sent_linger_s())
+            self._sent = _SentQueue(SENT_LINGER_S)
 
     def _sent_for_this_process(self) -> _SentQueue:
         with self._sent_guard:
             if self._sent.pid != os.getpid():  # after fork: the parent's items are the parent's
-                self._sent = _SentQueue(self._sent_linger_s())
+                self._sent = _SentQueue(SENT_LINGER_S)
             return self._sent
-
-    def _sent_linger_s(self) -> float:
-        """How long queued results wait for another write transaction to carry them before the
-        writer thread writes them in one of its own: under load, a notification's main transaction
-        commits them at almost no extra cost (on SQLite under the single write lock it already
-        holds, on PostgreSQL in the round trip of its claim)."""
-        return SENT_LINGER_S
 
     def _start_sent_writer(self, queue: _SentQueue) -> None:
         with self._sent_guard:

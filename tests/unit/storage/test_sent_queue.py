@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from engine.storage.db import SENT_WAKE_AFTER_IDLE_S, _Sent, _SentQueue
+from engine.storage.db import _Sent, _SentQueue
 
 LINGER_S = 0.02
 
@@ -82,7 +82,7 @@ def test_while_results_keep_coming_a_put_wakes_nobody_and_the_writer_still_finds
     waiter.join()
     assert waiter.result is True
     assert notifies[0] == 0
-    assert waiter.took_s < SENT_WAKE_AFTER_IDLE_S + 10.0
+    assert waiter.took_s < 10.0  # found by its own look, not at the wait's 20 s timeout
 
 
 def test_after_a_quiet_spell_the_writer_goes_back_to_sleep(monkeypatch):
