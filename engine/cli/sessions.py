@@ -46,7 +46,7 @@ _db_option = click.option("--database-url", envvar="DATABASE_URL", help="Default
 @click.option("--limit", default=20, show_default=True)
 @click.option("--status", type=click.Choice(["active", "ended"]), default=None)
 def list_calls(database_url: str | None, limit: int, status: str | None) -> None:
-    """Most recent calls first."""
+    """Most recently started calls first; with --status ended, most recently ended first."""
     db = _database(database_url)
     try:
         for call in db.list_calls(limit=limit, status=status):

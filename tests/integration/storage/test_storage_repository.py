@@ -18,7 +18,7 @@ from engine.storage import (
     StorageError,
     make_dedupe_key,
 )
-from engine.storage.tables import notifications
+from engine.storage.tables import CALL_UPDATED_COLUMNS, notifications
 
 # ---------------------------------------------------------------------------------------- calls
 
@@ -138,16 +138,50 @@ def test_writing_through_db_inside_a_transaction_fails_fast(db):
     assert db.record_flow_version("f", "v2", "source") is True
 
 
-def test_list_calls_most_recent_first_with_status_filter(db):
-    for session in ("A", "B", "C"):
-        insert_call(db, session)
+def _update(db, session, status="active"):
     with db.transaction() as tx:
-        row = tx.lock_call("A")
-        tx.update_call("A", row.state, row.node, 2, "ended", "hangup", expected_row_version=row.row_version)
-    assert [c.session for c in db.list_calls()] == ["A", "C", "B"]
-    assert [c.session for c in db.list_calls(limit=2)] == ["A", "C"]
-    assert [c.session for c in db.list_calls(status="active")] == ["C", "B"]
-    assert [c.session for c in db.list_calls(status=("ended", "active"), limit=1)] == ["A"]
+        row = tx.lock_call(session)
+        tx.update_call(session, row.state, row.node, row.step + 1, status, None, expected_row_version=row.row_version)
+
+
+def test_list_calls_most_recently_started_first_and_finished_calls_by_when_they_ended(db):
+    for session in ("A", "B", "C", "D"):
+        insert_call(db, session)
+    _update(db, "B", "ended")
+    _update(db, "A", "ended")  # ended after B
+    _update(db, "C")  # a call in progress moves on: its place in the lists does not change
+    assert [c.session for c in db.list_calls()] == ["D", "C", "B", "A"]
+    assert [c.session for c in db.list_calls(limit=2)] == ["D", "C"]
+    assert [c.session for c in db.list_calls(status="active")] == ["D", "C"]
+    assert [c.session for c in db.list_calls(status="ended")] == ["A", "B"]
+    assert [c.session for c in db.list_calls(status="ended", limit=1)] == ["A"]
+    assert [c.session for c in db.list_calls(status=("ended", "active"), limit=1)] == ["D"]
+    assert db.count_calls("active") == 2 and db.count_calls("ended") == 2 and db.count_calls() == 4
+
+
+def test_no_index_of_calls_holds_a_column_a_call_in_progress_changes(db):
+    # what lets PostgreSQL update a call's row in place, with no new index entry, at every notification
+    indexes = sa.inspect(db.engine).get_indexes("calls")
+    assert indexes, "the inspection found no index at all"
+    for index in indexes:
+        assert not set(index["column_names"]) & set(CALL_UPDATED_COLUMNS), index
+
+
+def test_a_call_in_progress_is_updated_in_place_on_postgresql(db):
+    if db.backend != "postgresql":
+        pytest.skip("heap-only tuple updates are PostgreSQL's")
+    insert_call(db, "S1")
+    hot = ("SELECT pg_stat_get_xact_tuples_hot_updated('calls'::regclass),"
+           " pg_stat_get_xact_tuples_updated('calls'::regclass)")
+    with db.transaction() as tx:  # the counters of the current transaction, read in it
+        for step in range(1, 4):
+            row = tx.lock_call("S1")
+            tx.update_call("S1", {**row.state, "n": step}, f"node{step}", step, "active", None,
+                           expected_row_version=row.row_version)
+        assert tuple(tx.conn.execute(sa.text(hot)).one()) == (3, 3)
+        row = tx.lock_call("S1")
+        tx.update_call("S1", row.state, row.node, 4, "ended", "hangup", expected_row_version=row.row_version)
+        assert tuple(tx.conn.execute(sa.text(hot)).one()) == (3, 4)  # its end changes status and ended_at
 
 
 # ---------------------------------------------------------------------------------------- notifications
