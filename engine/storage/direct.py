@@ -10,6 +10,11 @@ given, inside that connection's transaction. So the SQL text, the column types (
 datetimes, JSON, safe text) and the results are exactly those of ``conn.execute``; what is skipped
 is the per-execution machinery.
 
+On PostgreSQL, the statements of one round trip (``BEGIN``, the statement, its riders, ``COMMIT``)
+go in psycopg's pipeline mode, which sends each one with a system call of its own. On a TCP
+connection they are held in the kernel until the last one (``_corked``), so that the server is
+handed them together rather than woken for each.
+
 What the direct path keeps: driver errors are raised as SQLAlchemy's ``DBAPIError`` (so
 ``translated_errors`` maps them as before), and a dropped connection is invalidated so the pool
 does not hand it out again. ``before_cursor_execute`` listeners are called (statement counters of
@@ -24,6 +29,7 @@ May import sqlalchemy. Never Flask.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -169,7 +175,7 @@ class DirectStatement:
             if pipelined:
                 # BEGIN (the transaction's first statement), the statement, its riders, COMMIT (its
                 # last), in one round trip: psycopg's pipeline mode; their results arrive at its end
-                with driver.pipeline():
+                with driver.pipeline(), _corked(driver):
                     if begin:
                         driver.execute(b"BEGIN")
                     cursor.execute(plan.sql, parameters)
@@ -222,6 +228,32 @@ def _ride(conn: sa.Connection, plan: _Plan, parameters: Any, driver: Any, listen
         raise  # the database's refusal, or the driver's: told apart from the statement's own by the caller
     except Exception as exc:  # a value the driver could not convert (psycopg dumps JSON here)
         raise RiderFailed(exc) from exc
+
+
+@contextlib.contextmanager
+def _corked(driver: Any) -> Any:
+    """Hold what is sent on ``driver``'s TCP connection in the kernel until the end of the block,
+    then send it at once (Linux's ``TCP_CORK``; the kernel would send it after 200 ms anyway). Any
+    other connection (a Unix socket, another system) is left as it is. The socket is borrowed:
+    ``detach`` leaves the descriptor to the driver."""
+    sock = None
+    with contextlib.suppress(OSError):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=driver.fileno())
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+        except OSError:
+            sock.detach()
+            sock = None
+    try:
+        yield
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+            sock.detach()
+
+
+_TCP_CORK = getattr(socket, "TCP_CORK", 3)
 
 
 def begin_lazily(conn: sa.Connection, driver: Any) -> bool:

@@ -1,0 +1,73 @@
+"""``_corked``: what a pipelined transaction sends on a TCP connection leaves at once, at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+
+import pytest
+
+from engine.storage.direct import _corked
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_CORK is Linux's")
+
+
+class _Driver:
+    """What ``_corked`` needs of a psycopg connection: its socket's file descriptor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+@pytest.fixture
+def tcp_pair():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as libpq sets it
+    peer.settimeout(0.2)
+    try:
+        yield client, peer
+    finally:
+        client.close()
+        peer.close()
+
+
+def _received(peer: socket.socket) -> bytes:
+    with contextlib.suppress(TimeoutError):
+        return peer.recv(100)
+    return b""
+
+
+def test_what_is_sent_in_the_block_leaves_at_its_end(tcp_pair):
+    client, peer = tcp_pair
+    with _corked(_Driver(client)):
+        client.send(b"BEGIN;")
+        client.send(b"SELECT;")
+        assert _received(peer) == b""  # held for 200 ms at most by the kernel: the wait is shorter
+    assert _received(peer) == b"BEGIN;SELECT;"
+    client.send(b"after")  # the connection is left open, and uncorked
+    assert _received(peer) == b"after"
+
+
+def test_an_error_in_the_block_still_sends_what_was_written(tcp_pair):
+    client, peer = tcp_pair
+    with pytest.raises(RuntimeError), _corked(_Driver(client)):
+        client.send(b"BEGIN;")
+        raise RuntimeError("the statement failed")
+    assert _received(peer) == b"BEGIN;"
+
+
+def test_a_unix_socket_is_left_as_it_is():
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    right.settimeout(0.2)
+    with left, right:
+        with _corked(_Driver(left)):
+            left.send(b"now")
+            assert _received(right) == b"now"
+        os.fstat(left.fileno())  # still open
