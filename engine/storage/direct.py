@@ -236,14 +236,7 @@ def _corked(driver: Any) -> Any:
     then send it at once (Linux's ``TCP_CORK``; the kernel would send it after 200 ms anyway). Any
     other connection (a Unix socket, another system) is left as it is. The socket is borrowed:
     ``detach`` leaves the descriptor to the driver."""
-    sock = None
-    with contextlib.suppress(OSError):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=driver.fileno())
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
-        except OSError:
-            sock.detach()
-            sock = None
+    sock = _cork(driver.fileno()) if _TCP_CORK is not None else None
     try:
         yield
     finally:
@@ -253,7 +246,21 @@ def _corked(driver: Any) -> Any:
             sock.detach()
 
 
-_TCP_CORK = getattr(socket, "TCP_CORK", 3)
+def _cork(fd: int) -> socket.socket | None:
+    """The socket of ``fd``, corked; None (and ``fd`` untouched) when it cannot be: not TCP."""
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=fd)
+    except OSError:
+        return None
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+    except OSError:
+        sock.detach()
+        return None
+    return sock
+
+
+_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
 
 
 def begin_lazily(conn: sa.Connection, driver: Any) -> bool:

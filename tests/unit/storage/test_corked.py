@@ -71,3 +71,12 @@ def test_a_unix_socket_is_left_as_it_is():
             left.send(b"now")
             assert _received(right) == b"now"
         os.fstat(left.fileno())  # still open
+
+
+def test_without_tcp_cork_nothing_is_held(tcp_pair, monkeypatch):
+    # another system: the option's number would mean something else there, so it is never set
+    monkeypatch.setattr("engine.storage.direct._TCP_CORK", None)
+    client, peer = tcp_pair
+    with _corked(_Driver(client)):
+        client.send(b"now")
+        assert _received(peer) == b"now"
