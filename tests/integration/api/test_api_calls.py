@@ -169,6 +169,7 @@ def test_get_call_refresh_asks_hoiio_and_stores_the_answer(world):
     world.hoiio.wait_until_ended(body["hoiio_session"])
     world.settle()
     info = world.get(f"/api/calls/{body['session']}", params={"refresh": "1"}).json()
+    assert "hoiio" in info, info
     assert info["hoiio"]["txn_ref"] == body["txn_ref"]
     assert info["hoiio"]["call_status_dest1"] == "answered"
     assert [e.kind for e in world.db.call_events(body["txn_ref"])] == ["voice/query_status"]
