@@ -676,20 +676,25 @@ class CallService:
             pending.marks.append(mark)
 
     def _remember_dial(self, key: str, data: Mapping[str, Any]) -> None:
-        """Store the Hoiio session and txn_ref a dial request returned, so later blocks use them."""
+        """Store the Hoiio session and txn_ref a dial request returned, so later blocks use them.
+
+        The dial's first notification may have overtaken this answer and stored the session already
+        (``_decide``): what it did not bring is still stored, the txn_ref above all (the call's
+        status queries and its lookup by txn_ref need it)."""
         hoiio_session = data.get("session")
         if not isinstance(hoiio_session, str) or not hoiio_session:
             return
+        txn_ref = data.get("txn_ref") if isinstance(data.get("txn_ref"), str) and data.get("txn_ref") else None
         with self.db.transaction() as tx:
             row = tx.lock_call(key)
             if row is None:
                 return
             state = CallState.from_dict(row.state)
-            if state.call.get("session"):
-                return
-            call = {**state.call, "session": hoiio_session}
-            if isinstance(data.get("txn_ref"), str):
-                call["txn_ref"] = data["txn_ref"]
+            call = {**state.call, "session": state.call.get("session") or hoiio_session}
+            if txn_ref and not call.get("txn_ref"):
+                call["txn_ref"] = txn_ref
+            if call == state.call and (row.txn_ref or not call.get("txn_ref")):
+                return  # nothing new
             new = state.evolve(call=call)
             tx.update_call(key, state=new.to_dict(), node=new.node, step=new.step, status=new.status,
                            outcome=new.outcome, billing=dict(new.billing) or None,

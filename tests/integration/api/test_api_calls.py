@@ -176,6 +176,33 @@ def test_get_call_refresh_asks_hoiio_and_stores_the_answer(world):
     assert [r.endpoint for r in world.hoiio.log][-1] == "voice/query_status"
 
 
+def test_the_txn_ref_is_kept_when_the_dials_notification_overtakes_its_answer(world, monkeypatch):
+    # Under load, Hoiio's first notification for a dial can be handled before the engine has read
+    # the dial's own answer; that notification brings Hoiio's session but not the txn_ref.
+    client = world.outbound.service.client
+    real_send = client.send_block
+    overtaken = []
+
+    def send_then_wait_for_the_notification(block, *, session, **kwargs):
+        result = real_send(block, session=session, **kwargs)
+        if block.kind == "dial" and result.ok:
+            key = session  # the engine's session: the dial is sent before Hoiio has given one
+            world.wait_for(lambda: any(n.outcome for n in world.db.recent_notifications(10, session=key)))
+            overtaken.append(key)
+        return result
+
+    monkeypatch.setattr(client, "send_block", send_then_wait_for_the_notification)
+    body = world.post("/api/calls", CALL).json()
+    assert overtaken == [body["session"]]
+    assert body["txn_ref"] and body["hoiio_session"]
+    world.hoiio.wait_until_ended(body["hoiio_session"])
+    world.settle()
+    assert world.db.get_call(body["session"]).txn_ref == body["txn_ref"]
+    info = world.get(f"/api/calls/{body['session']}", params={"refresh": "1"}).json()
+    assert info["hoiio"]["txn_ref"] == body["txn_ref"]
+    assert world.get(f"/api/calls/{body['txn_ref']}").json()["session"] == body["session"]
+
+
 def test_get_call_errors(sqlite_world):
     w = sqlite_world
     assert_error(w.get("/api/calls/AA-C-999"), 404, code="unknown_call")
