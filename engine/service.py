@@ -684,7 +684,7 @@ class CallService:
         hoiio_session = data.get("session")
         if not isinstance(hoiio_session, str) or not hoiio_session:
             return
-        txn_ref = data.get("txn_ref") if isinstance(data.get("txn_ref"), str) and data.get("txn_ref") else None
+        txn_ref = data.get("txn_ref") if isinstance(data.get("txn_ref"), str) else None
         with self.db.transaction() as tx:
             row = tx.lock_call(key)
             if row is None:
@@ -694,7 +694,7 @@ class CallService:
             if txn_ref and not call.get("txn_ref"):
                 call["txn_ref"] = txn_ref
             if call == state.call and (row.txn_ref or not call.get("txn_ref")):
-                return  # nothing new
+                return  # nothing to add to the state, and the txn_ref column has one or none is known
             new = state.evolve(call=call)
             tx.update_call(key, state=new.to_dict(), node=new.node, step=new.step, status=new.status,
                            outcome=new.outcome, billing=dict(new.billing) or None,
