@@ -669,7 +669,21 @@ def machine_description(cfg: argparse.Namespace) -> list[str]:
     if "postgresql" in cfg.backends:
         lines.append(f"* PostgreSQL {pg_version(cfg.pg_url)} on the same machine (loopback), default settings "
                      "(fsync and synchronous_commit on)")
+    if damon_pageout():
+        lines.append("* The kernel pages out memory left untouched for a few seconds (DAMON `pageout`), the page "
+                     "cache included: the parts of a large database not used lately are read from disk again")
     return lines
+
+
+def damon_pageout(root: Path = Path("/sys/kernel/mm/damon/admin/kdamonds")) -> bool:
+    """Whether a running DAMON scheme pages out cold memory (as some virtual machines' kernels do)."""
+    for kdamond in root.glob("*/state"):
+        with contextlib.suppress(OSError):
+            if kdamond.read_text().strip() == "on" and any(
+                    action.read_text().strip() == "pageout"
+                    for action in kdamond.parent.glob("contexts/*/schemes/*/action")):
+                return True
+    return False
 
 
 def report(bench: Bench, elapsed: float) -> str:
