@@ -24,7 +24,8 @@ through ``CallService``, which stores it as a ``voipnow/invite`` side call whose
 Storage conventions: ``side_calls.kind`` is the provider API (``voice/call``, ``conference/call``,
 ``conference/moderate``, ``voipnow/invite``) or ``conference/participant`` (one row per person
 dialled into a room, with that person's txn_ref); ``side_calls.session`` holds ``room:<id>`` for
-everything about a conference room; ``side_calls.txn_ref`` holds Hoiio's txn_ref or VoipNow's phone
+everything about a conference room (a flow's request keeps the call's session in ``request``, and
+``Transaction.timeline`` finds it there); ``side_calls.txn_ref`` holds Hoiio's txn_ref or VoipNow's phone
 call id. ``call_events.kind`` is ``voice/call`` / ``conference/call`` (end notifications),
 ``voice/query_status`` or ``voipnow/status`` (answers to on-demand queries).
 

@@ -224,6 +224,10 @@ def _row(cls: type, mapping: Mapping[str, Any]) -> Any:
     return cls(**{f.name: mapping[f.name] for f in dataclasses.fields(cls)})
 
 
+def _request_field(row: SideCallRow, name: str) -> Any:
+    return row.request.get(name) if isinstance(row.request, Mapping) else None
+
+
 # ---------------------------------------------------------------------------------------- helpers
 DEDUPE_LEAD_CHARS = 20  # of the first part, in front of the digest (64 characters in all)
 
@@ -1199,7 +1203,9 @@ class Transaction:
     # ------------------------------------------------------------------ views and housekeeping
     def timeline(self, session: str) -> list[TimelineEntry]:
         """Notifications (by ``received_at``), blocks (by ``created_at``) and side calls of a session,
-        merged in time order; at equal times a notification comes before what it caused."""
+        merged in time order; at equal times a notification comes before what it caused. The side
+        calls include the conference requests the call's flow made, with the people they dialled in
+        (stored under their room, ``room:<id>``)."""
         entries: list[tuple[datetime, int, int, TimelineEntry]] = []
         query = sa.select(notifications).where(notifications.c.session == session)
         for m in self.conn.execute(query).mappings():
@@ -1207,10 +1213,28 @@ class Transaction:
             entries.append((row.received_at, 0, row.id, TimelineEntry(row.received_at, "notification", row)))
         for block in self.blocks_for(session):
             entries.append((block.created_at, 1, block.id, TimelineEntry(block.created_at, "block", block)))
-        for side in self.side_calls(session=session):
+        for side in self.side_calls(session=session) + self._room_side_calls_of(session):
             entries.append((side.created_at, 2, side.id, TimelineEntry(side.created_at, "side_call", side)))
         entries.sort(key=lambda e: e[:3])
         return [e[3] for e in entries]
+
+    def _room_side_calls_of(self, session: str) -> list[SideCallRow]:
+        """The ``conference/call`` requests made by the call ``session`` (its session is kept in the
+        request) and the participants each dialled in: room side calls created while the call lasted."""
+        call = self.get_call(session)
+        if call is None:
+            return []
+        query = (
+            sa.select(side_calls)
+            .where(side_calls.c.session.like("room:%"), side_calls.c.created_at >= call.created_at)
+            .order_by(side_calls.c.id)
+        )
+        if call.ended_at is not None:
+            query = query.where(side_calls.c.created_at <= call.ended_at)
+        rows = [_row(SideCallRow, m) for m in self.conn.execute(query).mappings()]
+        made = {r.id for r in rows if r.kind == "conference/call" and _request_field(r, "session") == session}
+        return [r for r in rows if r.id in made
+                or (r.kind == "conference/participant" and _request_field(r, "request_id") in made)]
 
     def prune(self, older_than: timedelta) -> dict[str, int]:
         """Delete what is older than the retention period; returns the number of rows per table.

@@ -24,6 +24,12 @@ def test_a_flows_conference_call_is_stored_and_its_legs_reported(world):
         ("+6561000001", "ended", "answered", "flow"),
         ("+6561000002", "ended", "busy", "flow"),
     ]
+    # the call's timeline shows the request and the people it dialled in, though they are stored under the room
+    assert [(e.row.kind, e.row.request.get("number")) for e in world.db.timeline(session) if e.kind == "side_call"] == [
+        ("conference/call", None),
+        ("conference/participant", "+6561000001"),
+        ("conference/participant", "+6561000002"),
+    ]
     # the caller went on into the room: the side call did not disturb the flow
     assert world.hoiio.sessions[session].block_names == ("transfer",)
     assert world.db.get_call(session).node == "join"

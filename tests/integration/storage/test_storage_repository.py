@@ -419,6 +419,34 @@ def test_timeline_merges_notifications_blocks_and_side_calls_in_time_order(db):
     assert timeline[1]["kind"] == "block" and timeline[1]["step"] == 2 and timeline[1]["row"].id == b2
 
 
+def test_timeline_shows_the_conference_requests_the_call_made_in_their_room(db):
+    insert_call(db, "S1")
+    insert_call(db, "S2")
+
+    def conference(made_by: str | None) -> tuple[int, int]:
+        request = {"params": {"room": "R"}, "origin": "flow" if made_by else "api"}
+        if made_by:
+            request["session"] = made_by
+        ref = db.add_side_call("conference/call", request, session="room:R", status="sent")
+        leg = db.add_side_call("conference/participant", {"number": "+6561000001", "room": "R", "request_id": ref},
+                               txn_ref=f"T{ref}", session="room:R", status="active")  # fmt: skip
+        return ref, leg
+
+    mine = conference("S1")
+    theirs = conference("S2")
+    from_the_api = conference(None)
+    db.add_side_call("conference/moderate", {"action": "mute", "room": "R"}, txn_ref=f"T{mine[1]}",
+                     session="room:R", status="sent")  # fmt: skip
+
+    def sides(session: str) -> list[int]:
+        return [e.row.id for e in db.timeline(session) if e.kind == "side_call"]
+
+    assert sides("S1") == list(mine)
+    assert sides("S2") == list(theirs)
+    assert sides("room:R") == [*mine, *theirs, *from_the_api, from_the_api[1] + 1]  # the room's own view
+    assert sides("UNKNOWN") == []
+
+
 def test_timeline_puts_a_notification_before_a_block_written_at_the_same_instant(db, clock):
     insert_call(db, "S1")
     clock.tick = timedelta(0)
