@@ -300,3 +300,30 @@ def test_a_step_or_ref_written_in_non_ascii_digits_is_a_clear_400_not_a_crash(ha
     for ref in ("²", "٣"):
         response = harness.post("/hoiio/events", {"txn_ref": "T1"}, query=f"kind=voice&ref={ref}&sig=x")
         assert response.status_code == 403  # not a URL this server signed; before, '²' was a 500
+
+
+def test_retries_of_notifications_stored_with_old_form_dedupe_keys_are_still_ignored(harness):
+    """Keys stored before they were led by the session were a bare sha256: a retry after the
+    upgrade gets a key of the new form, misses the old one, and is stopped by the call's own checks."""
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from engine.storage.tables import notifications
+
+    harness.answer("S60")
+    url = harness.notify_url("S60")
+    harness.reply("S60", "play", url=url)
+    with harness.db.transaction() as tx:  # the stored keys as an earlier version wrote them
+        rows = tx.conn.execute(sa.select(notifications.c.id, notifications.c.dedupe_key)
+                               .where(notifications.c.session == "S60")).all()  # fmt: skip
+        assert len(rows) == 2 and all(key.startswith("S60:") for _id, key in rows)
+        for row_id, key in rows:
+            old = hashlib.sha256(key.encode()).hexdigest()  # 64 hex characters, no session in front
+            tx.conn.execute(sa.update(notifications).where(notifications.c.id == row_id).values(dedupe_key=old))
+    sent = harness.hoiio.endpoints()
+
+    again = harness.answer("S60")
+    retry = harness.reply("S60", "play", url=url)
+    assert again.get_json()["status"] == "ignored" and retry.get_json()["status"] == "ignored"
+    assert harness.hoiio.endpoints() == sent == ["ivr/middle/play", "ivr/middle/gather"]
