@@ -1089,39 +1089,15 @@ class Database:
         with self.transaction() as tx:
             return tx.record_notification(*request, **details)
 
-    def finish_notification(
-        self,
-        notification_id: int,
-        outcome: str,
-        reason: str | None = None,
-        response: Any = None,
-        session: str | None = None,
-        step: int | None = None,
-        duration_ms: float | None = None,
-    ) -> None:
+    def finish_notification(self, *args: Any, **kwargs: Any) -> None:
         """``Transaction.finish_notification`` in a transaction of its own."""
         with self.transaction() as tx:
-            tx.finish_notification(notification_id, outcome, reason, response, session, step, duration_ms)
+            tx.finish_notification(*args, **kwargs)
 
-    def mark_block(
-        self,
-        block_id: int | None = None,
-        status: str | None = None,
-        http_status: int | None = None,
-        provider_status: str | None = None,
-        response: Any = None,
-        duration_ms: float | None = None,
-        attempts: int | None = None,
-        error: str | None = None,
-        *,
-        session: str | None = None,
-        step: int | None = None,
-        from_status: Collection[str] | None = None,
-    ) -> bool:
+    def mark_block(self, *args: Any, **kwargs: Any) -> bool:
         """``Transaction.mark_block`` in a transaction of its own."""
         with self.transaction() as tx:
-            return tx.mark_block(block_id, status, http_status, provider_status, response, duration_ms, attempts,
-                                 error, session=session, step=step, from_status=from_status)  # fmt: skip
+            return tx.mark_block(*args, **kwargs)
 
     def record_sent(self, marks: Sequence[Mapping[str, Any]], finish: Mapping[str, Any]) -> None:
         """Sent blocks' results (``tx.mark_block(**mark)`` each, by session and step) and the
@@ -1264,18 +1240,10 @@ class Database:
         with self.transaction() as tx:
             return tx.record_flow_version(flow, version, source)
 
-    def add_side_call(
-        self,
-        kind: str,
-        request: Any,
-        *,
-        txn_ref: str | None = None,
-        session: str | None = None,
-        status: str = "pending",
-    ) -> int:
+    def add_side_call(self, *args: Any, **kwargs: Any) -> int:
         """``Transaction.add_side_call`` in a transaction of its own."""
         with self.transaction() as tx:
-            return tx.add_side_call(kind, request, txn_ref=txn_ref, session=session, status=status)
+            return tx.add_side_call(*args, **kwargs)
 
     def update_side_call(
         self, side_call_id: int, status: str, response: Any = None, *, txn_ref: str | None = None
