@@ -224,10 +224,6 @@ def _row(cls: type, mapping: Mapping[str, Any]) -> Any:
     return cls(**{f.name: mapping[f.name] for f in dataclasses.fields(cls)})
 
 
-def _request_field(row: SideCallRow, name: str) -> Any:
-    return row.request.get(name) if isinstance(row.request, Mapping) else None
-
-
 # ---------------------------------------------------------------------------------------- helpers
 DEDUPE_LEAD_CHARS = 20  # of the first part, in front of the digest (64 characters in all)
 
@@ -1232,9 +1228,9 @@ class Transaction:
         if call.ended_at is not None:
             query = query.where(side_calls.c.created_at <= call.ended_at)
         rows = [_row(SideCallRow, m) for m in self.conn.execute(query).mappings()]
-        made = {r.id for r in rows if r.kind == "conference/call" and _request_field(r, "session") == session}
+        made = {r.id for r in rows if r.kind == "conference/call" and r.request.get("session") == session}
         return [r for r in rows if r.id in made
-                or (r.kind == "conference/participant" and _request_field(r, "request_id") in made)]
+                or (r.kind == "conference/participant" and r.request.get("request_id") in made)]
 
     def prune(self, older_than: timedelta) -> dict[str, int]:
         """Delete what is older than the retention period; returns the number of rows per table.

@@ -6,9 +6,13 @@ exact requests that would reach Hoiio.
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import parse_qsl, urlsplit
 
+import sqlalchemy as sa
+
 from engine.providers.hoiio.signature import sign_body
+from engine.storage.tables import notifications
 from tests.integration.conftest import TOKEN
 
 
@@ -305,12 +309,6 @@ def test_a_step_or_ref_written_in_non_ascii_digits_is_a_clear_400_not_a_crash(ha
 def test_retries_of_notifications_stored_with_old_form_dedupe_keys_are_still_ignored(harness):
     """Keys stored before they were led by the session were a bare sha256: a retry after the
     upgrade gets a key of the new form, misses the old one, and is stopped by the call's own checks."""
-    import hashlib
-
-    import sqlalchemy as sa
-
-    from engine.storage.tables import notifications
-
     harness.answer("S60")
     url = harness.notify_url("S60")
     harness.reply("S60", "play", url=url)

@@ -435,15 +435,15 @@ def test_timeline_shows_the_conference_requests_the_call_made_in_their_room(db):
     mine = conference("S1")
     theirs = conference("S2")
     from_the_api = conference(None)
-    db.add_side_call("conference/moderate", {"action": "mute", "room": "R"}, txn_ref=f"T{mine[1]}",
-                     session="room:R", status="sent")  # fmt: skip
+    moderation = db.add_side_call("conference/moderate", {"action": "mute", "room": "R"}, txn_ref=f"T{mine[1]}",
+                                  session="room:R", status="sent")  # fmt: skip
 
     def sides(session: str) -> list[int]:
         return [e.row.id for e in db.timeline(session) if e.kind == "side_call"]
 
     assert sides("S1") == list(mine)
     assert sides("S2") == list(theirs)
-    assert sides("room:R") == [*mine, *theirs, *from_the_api, from_the_api[1] + 1]  # the room's own view
+    assert sides("room:R") == [*mine, *theirs, *from_the_api, moderation]  # the room's own view
     assert sides("UNKNOWN") == []
 
 
