@@ -44,6 +44,12 @@ def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
         os.makedirs(directory, exist_ok=True)
 
 
+def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """The worker's database pool is sized from ``IVR_THREADS`` (one connection per request thread):
+    set it to the threads this worker really runs, ``--threads`` on the command line included."""
+    os.environ["IVR_THREADS"] = str(worker.cfg.threads)
+
+
 def post_worker_init(worker):
     """On SIGTERM (graceful shutdown) /readyz turns 503 at once, while in-flight notifications finish."""
     import signal

@@ -40,6 +40,23 @@ def _http_url(value: str, name: str) -> str:
     return value.rstrip("/")
 
 
+def _whole(value: str, name: str, what: str, low: int, high: int) -> int:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        raise ConfigError(f"{name} must be {what}, {low}-{high} (got {value!r})")
+    return int(value)
+
+
+def _pool_size(pool: str | None, threads: str | None) -> int:
+    """``IVR_DB_POOL_SIZE`` if set; else one connection per request thread (``IVR_THREADS``, which
+    ``deploy/gunicorn.conf.py`` sets in each worker to the threads it runs) and one for the recovery
+    pass; at least 5."""
+    if pool is not None:
+        return _whole(pool, "IVR_DB_POOL_SIZE", "a number of database connections per worker", 1, 200)
+    if threads is None:
+        return 5
+    return max(5, _whole(threads, "IVR_THREADS", "a number of threads per worker", 1, 199) + 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     hoiio_app_id: str
@@ -62,6 +79,9 @@ class Settings:
     voipnow_url: str | None = None  # VoipNow UnifiedAPI base for conference invites; None: off
     voipnow_token: str | None = None  # its OAuth bearer token
     voipnow_extension: str | None = None  # the Conference extension invites are made from
+    #: PostgreSQL connections a worker keeps open: one per request thread and one for the recovery
+    #: pass. Fewer, and every notification beyond them opens a connection and closes it again.
+    db_pool_size: int = 5
 
     @property
     def step_secret(self) -> str:
@@ -149,6 +169,7 @@ class Settings:
                 values["recovery_interval"] = float(interval)
             except ValueError:
                 raise ConfigError(f"IVR_RECOVERY_INTERVAL must be a number of seconds (got {interval!r})") from None
+        values["db_pool_size"] = _pool_size(get("IVR_DB_POOL_SIZE"), get("IVR_THREADS"))
         voipnow_url = get("VOIPNOW_URL")
         values["voipnow_url"] = _http_url(voipnow_url, "VOIPNOW_URL") if voipnow_url else None
         values["voipnow_token"] = get("VOIPNOW_TOKEN")

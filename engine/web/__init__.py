@@ -32,7 +32,7 @@ def create_app(
     from engine.storage.repository import Database
 
     settings = settings or Settings.from_env()
-    db = db or Database.open(settings.database_url)
+    db = db or Database.open(settings.database_url, pool_size=settings.db_pool_size)
     flows = flows or FlowRegistry.load(settings.flows_dir, stored=db.flow_versions)
     client = client or HoiioClient(settings.hoiio_api_url, settings.hoiio_app_id, settings.hoiio_access_token)
     kwargs: dict[str, Any] = {}

@@ -119,3 +119,19 @@ def test_gunicorn_settings_recycle_workers_and_log_accesses_only_when_asked(monk
     asked = loaded()
     assert (asked.max_requests, asked.max_requests_jitter) == (20000, 2000)
     assert asked.accesslog == "-"
+
+
+def test_each_worker_sizes_its_database_pool_from_the_threads_it_runs(monkeypatch):
+    """``--threads 8`` on gunicorn's command line overrides IVR_THREADS=4: the worker's settings must
+    see 8, or its pool keeps 5 connections for 8 threads."""
+    from types import SimpleNamespace
+
+    from engine.config import Settings
+
+    namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
+    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+    monkeypatch.setenv("IVR_THREADS", "4")
+    namespace["post_fork"](None, SimpleNamespace(cfg=SimpleNamespace(threads=8)))
+    settings = Settings.from_env({"HOIIO_APP_ID": "a", "HOIIO_ACCESS_TOKEN": "t", "IVR_PUBLIC_URL": "https://x.example",
+                                  "IVR_FLOWS": str(ROOT / "flows"), "IVR_THREADS": os.environ["IVR_THREADS"]})
+    assert settings.db_pool_size == 9

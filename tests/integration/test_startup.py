@@ -79,3 +79,66 @@ def test_the_worker_hides_the_app_from_full_garbage_collections(tmp_path):
 def test_settings_reject_bad_numbers():
     with pytest.raises(ConfigError, match="IVR_MAX_BODY_BYTES"):
         Settings.from_env({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), "IVR_MAX_BODY_BYTES": "lots"})
+
+
+@pytest.mark.parametrize(
+    ("env", "size"),
+    [({}, 5), ({"IVR_THREADS": "2"}, 5), ({"IVR_THREADS": "8"}, 9), ({"IVR_THREADS": "8", "IVR_DB_POOL_SIZE": "3"}, 3),
+     ({"IVR_DB_POOL_SIZE": "12"}, 12)],
+)
+def test_the_database_pool_holds_a_connection_per_request_thread(env, size):
+    assert Settings.from_env({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), **env}).db_pool_size == size
+
+
+@pytest.mark.parametrize(("env", "expected"), [({"IVR_DB_POOL_SIZE": "0"}, "IVR_DB_POOL_SIZE must be a number"),
+                                               ({"IVR_DB_POOL_SIZE": "many"}, "IVR_DB_POOL_SIZE must be a number"),
+                                               ({"IVR_THREADS": "-4"}, "IVR_THREADS must be a number")])
+def test_settings_reject_bad_pool_sizes(env, expected):
+    with pytest.raises(ConfigError, match=expected):
+        Settings.from_env({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), **env})
+
+
+def test_eight_request_threads_on_postgres_reuse_their_connections():
+    """A worker running 8 threads keeps 9 PostgreSQL connections open: with the pool's old fixed 5,
+    every notification past the fifth at a time opened a connection (a server process) and closed it."""
+    import random
+    import threading
+
+    import sqlalchemy as sa
+
+    from engine.storage import Database
+    from engine.web import create_app
+    from tests.conftest import fresh_postgres_url
+
+    url = fresh_postgres_url()
+    Database.open(url, auto_migrate=True).close()  # `ivr db upgrade`
+    settings = Settings.from_env({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), "DATABASE_URL": url,
+                                  "IVR_THREADS": "8", "IVR_RECOVERY_INTERVAL": "0"})
+    db = create_app(settings).extensions["ivr"].db
+    opened = []
+    sa.event.listen(db.engine, "connect", lambda *_: opened.append(1))
+    start = threading.Barrier(8)
+    failures = []
+
+    def thread(seed: int) -> None:
+        rnd = random.Random(seed)  # noqa: S311 - pauses, not secrets
+        try:
+            start.wait()
+            for _ in range(40):
+                with db.transaction() as tx:
+                    tx.get_call("nobody")
+                threading.Event().wait(rnd.random() / 500)  # as a notification waits on the provider
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=thread, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not failures
+        assert len(opened) <= 8, f"{len(opened)} connections opened"  # one per thread, none closed and reopened
+        assert db.engine.pool.size() == 9
+    finally:
+        db.close()
