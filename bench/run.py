@@ -75,6 +75,24 @@ def machine_cpu() -> tuple[int, int]:
     return total - idle, total
 
 
+#: iterations of the loop ``loop_ms`` times: about 20 ms on these machines
+SPEED_LOOPS = 500_000
+
+
+def loop_ms(loops: int = SPEED_LOOPS, tries: int = 3) -> float:
+    """The fastest of ``tries`` runs of a fixed pure-Python loop, in ms: how fast one core runs Python
+    right now. On a shared virtual machine this moves by half within a run, with no trace in the load
+    average or the CPU counters; timed before each scenario, it says which rows ran on a slower machine."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        total = 0
+        for i in range(loops):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def proc_cpu(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -285,6 +303,7 @@ class Run:
     workers_cpu_pct: float = 0.0
     machine_busy_pct: float = 0.0
     load: float = 0.0
+    loop_ms: float = 0.0  # ``loop_ms()`` just before the scenario
     extra: dict = field(default_factory=dict)
 
     @property
@@ -313,6 +332,7 @@ def run_stub(server: Server | list[Server] | None, *, section: str, label: str |
         cmd += ["--to", number]
     if rate:
         cmd += ["--rate", str(rate)]
+    speed = loop_ms()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     marks: dict[str, tuple] = {}
     result = None
@@ -332,7 +352,7 @@ def run_stub(server: Server | list[Server] | None, *, section: str, label: str |
             own.update({k: v for k, v in result["per_target"][i].items() if k != "target"})
         srv = servers[i] if servers else None
         run = Run(section, name, srv.kind if srv else "stub", backend, mode, calls, rate, own,
-                  load=os.getloadavg()[0])
+                  load=os.getloadavg()[0], loop_ms=speed)
         if "window-start" in marks and "window-end" in marks:
             (t0, (busy0, total0), w0), (t1, (busy1, total1), w1) = marks["window-start"], marks["window-end"]
             if srv is not None:
@@ -344,7 +364,7 @@ def run_stub(server: Server | list[Server] | None, *, section: str, label: str |
         turn = own["turnaround_ms"]
         log(f"  {name}: {own['throughput']:.0f} notif/s, turnaround p50 {fmt(turn['p50'])} p99 {fmt(turn['p99'])} "
             f"ms, workers {run.workers_cpu_pct:.0f}% CPU, stub {result['stub_cpu_pct']:.0f}%, "
-            f"peak {run.peak_mb:.0f} MB/worker{', errors ' + str(errors) if errors else ''}")
+            f"peak {run.peak_mb:.0f} MB/worker, speed loop {speed:.0f} ms{', errors ' + str(errors) if errors else ''}")
         runs.append(run)
     return runs if isinstance(server, list) else runs[0]
 
@@ -691,6 +711,12 @@ def report(bench: Bench, elapsed: float) -> str:
     out: list[str] = []
     f = bench.figure
 
+    fastest = min((r.loop_ms for runs in bench.runs.values() for r in runs if r.loop_ms), default=0.0)
+
+    def speed(fig: Figure) -> str:
+        """How fast the machine ran before the scenario's runs, against its fastest in this run."""
+        return fmt(fastest / fig.mean("loop_ms"), 2) if fastest else "-"
+
     def row(key: str, label: str | None = None) -> str:
         fig = f(key)
         if fig is None:
@@ -699,11 +725,12 @@ def report(bench: Bench, elapsed: float) -> str:
         return (f"| {label or r.label} | {fig.throughput:.0f} | {fmt(fig.p(0.5))} | {fmt(fig.p(0.99))} | "
                 f"{fmt(fig.max)} | {fmt(fig.final_p50)} | {fig.errors} | "
                 f"{fmt(fig.peak_mb, 0) if r.server != 'stub' else '-'} | {fig.mean('workers_cpu_pct'):.0f} | "
-                f"{fig.stub_cpu_pct:.0f} | {fig.mean('machine_busy_pct'):.0f} | {fig.mean('load'):.1f} |")
+                f"{fig.stub_cpu_pct:.0f} | {fig.mean('machine_busy_pct'):.0f} | {fig.mean('load'):.1f} | "
+                f"{speed(fig)} |")
 
     header = ("| scenario | notif/s | turnaround p50 ms | p99 ms | max ms | final p50 ms | errors | "
-              "peak RSS/worker MB | workers CPU % | stub CPU % | machine busy % | load 1 min |\n"
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "peak RSS/worker MB | workers CPU % | stub CPU % | machine busy % | load 1 min | speed |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     out.append(header)
     for key in bench.order:
         out.append(row(key))
@@ -739,7 +766,8 @@ def report(bench: Bench, elapsed: float) -> str:
             p99 = paced.p(0.99)
             achieved = paced.throughput
             target(f"turnaround p99 < 25 ms at {cfg.rate:.0f}/s, {backend}", p99 is not None and p99 < 25,
-                   f"p99 {fmt(p99)} ms (p50 {fmt(paced.p(0.5))}) at {achieved:.0f} notif/s achieved")
+                   f"p99 {fmt(p99)} ms (p50 {fmt(paced.p(0.5))}) at {achieved:.0f} notif/s achieved, "
+                   f"speed {speed(paced)}")
     scale_pairs = (  # (small key, large key, ratio row, target), per backend
         ("stored {} 1000", f"stored {{}} {cfg.sessions}", f"turnaround {cfg.sessions:,} / 1,000 stored sessions, {{}}",
          f"turnaround changes < 10% from 1k to {cfg.sessions:,} stored sessions, {{}} (p50)"),
@@ -788,6 +816,10 @@ def report(bench: Bench, elapsed: float) -> str:
         f"{min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores; before the run: "
         f"{bench.initial_load:.1f}, machine {bench.initial_busy:.0f}% busy with other work. "
         "The stub, the two gunicorn workers and the database share these cores.",
+        *([f"* Speed: a fixed Python loop (`loop_ms`, {SPEED_LOOPS:,} iterations on one core), timed before each "
+           f"scenario, took {fastest:.0f} to {max(r.loop_ms for runs in bench.runs.values() for r in runs):.0f} ms. "
+           "The *speed* column is the fastest time over the scenario's own (pooled runs: their mean): 1.00 is the "
+           "machine at its fastest in this run, 0.50 half as fast."] if fastest else []),
         "",
         "## Reproduce",
         "",
