@@ -44,6 +44,24 @@ def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
         os.makedirs(directory, exist_ok=True)
 
 
+def when_ready(server):
+    """Warn when PostgreSQL would refuse some of the connections the workers may open."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return
+    try:
+        from engine.config import db_pool_size
+        from engine.storage.db import connection_shortfall
+
+        warning = connection_shortfall(url, workers=server.cfg.workers,
+                                       pool_size=db_pool_size(os.environ, server.cfg.threads))
+    except Exception as exc:  # noqa: BLE001 - a check: the server starts anyway
+        server.log.warning("could not compare the workers' connections with PostgreSQL's limit: %s", exc)
+        return
+    if warning:
+        server.log.warning(warning)
+
+
 def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
     """The worker's database pool is sized from ``IVR_THREADS`` (one connection per request thread):
     set it to the threads this worker really runs, ``--threads`` on the command line included."""

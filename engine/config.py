@@ -46,15 +46,19 @@ def _whole(value: str, name: str, what: str, low: int, high: int) -> int:
     return int(value)
 
 
-def _pool_size(pool: str | None, threads: str | None) -> int:
-    """``IVR_DB_POOL_SIZE`` if set; else one connection per request thread (``IVR_THREADS``, which
-    ``deploy/gunicorn.conf.py`` sets in each worker to the threads it runs) and one for the recovery
-    pass; at least 5."""
-    if pool is not None:
+def db_pool_size(env: Mapping[str, str], threads: int | None = None) -> int:
+    """PostgreSQL connections a worker keeps open: ``IVR_DB_POOL_SIZE`` if set; else one per request
+    thread (``threads``, or ``IVR_THREADS``, which ``deploy/gunicorn.conf.py`` sets in each worker to
+    the threads it runs) and one for the recovery pass; at least 5."""
+    pool = (env.get("IVR_DB_POOL_SIZE") or "").strip()
+    if pool:
         return _whole(pool, "IVR_DB_POOL_SIZE", "a number of database connections per worker", 1, 200)
     if threads is None:
-        return 5
-    return max(5, _whole(threads, "IVR_THREADS", "a number of threads per worker", 1, 199) + 1)
+        given = (env.get("IVR_THREADS") or "").strip()
+        if not given:
+            return 5
+        threads = _whole(given, "IVR_THREADS", "a number of threads per worker", 1, 199)
+    return max(5, threads + 1)
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ class Settings:
                 values["recovery_interval"] = float(interval)
             except ValueError:
                 raise ConfigError(f"IVR_RECOVERY_INTERVAL must be a number of seconds (got {interval!r})") from None
-        values["db_pool_size"] = _pool_size(get("IVR_DB_POOL_SIZE"), get("IVR_THREADS"))
+        values["db_pool_size"] = db_pool_size(env)
         voipnow_url = get("VOIPNOW_URL")
         values["voipnow_url"] = _http_url(voipnow_url, "VOIPNOW_URL") if voipnow_url else None
         values["voipnow_token"] = get("VOIPNOW_TOKEN")

@@ -93,6 +93,10 @@ log = logging.getLogger("engine.storage")
 DEFAULT_DATABASE_URL = "sqlite:///ivr.sqlite3"
 DEFAULT_LOCK_TIMEOUT_MS = 5000
 DEFAULT_CONNECT_TIMEOUT_S = 3
+#: connections a pool may open beyond its size at a burst, closed again when they come back
+DEFAULT_MAX_OVERFLOW = 10
+#: connections of the pool of the results written behind (``Database.sent_engine``), overflow included
+SENT_CONNECTIONS = 2
 
 # Connection execution option read by the SQLite ``begin`` hook: False -> plain (deferred) BEGIN.
 _WRITE_OPTION = "ivr_write"
@@ -173,7 +177,7 @@ def create_engine(
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
     pool_size: int = 5,
-    max_overflow: int = 10,
+    max_overflow: int = DEFAULT_MAX_OVERFLOW,
     echo: bool = False,
     settings: Mapping[str, str] | None = None,
 ) -> Engine:
@@ -253,6 +257,33 @@ def _use_wal(cursor: Any, timeout_s: float) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def connection_shortfall(url: str | URL, *, workers: int, pool_size: int) -> str | None:
+    """A warning for the operator when the PostgreSQL server at ``url`` accepts fewer connections
+    than ``workers`` processes with pools of ``pool_size`` may open at a burst (each: its pool,
+    ``DEFAULT_MAX_OVERFLOW`` more, and the results' pool): past its ``max_connections`` the server
+    refuses them and the notifications waiting for them are answered 503. None when there are
+    enough, or for SQLite, or when the server cannot be asked (readiness reports that)."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    wanted = workers * (pool_size + DEFAULT_MAX_OVERFLOW + SENT_CONNECTIONS)
+    engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as conn:
+            limit = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+            reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+    except sa.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    if wanted <= limit - reserved:
+        return None
+    return (f"PostgreSQL accepts {limit - reserved} connections (max_connections {limit}, {reserved} reserved) and "
+            f"{workers} workers may open {wanted} at a burst ({pool_size} in each pool, {DEFAULT_MAX_OVERFLOW} more "
+            f"at a burst, {SENT_CONNECTIONS} for the results written behind): raise max_connections, or lower "
+            "IVR_WORKERS, IVR_THREADS or IVR_DB_POOL_SIZE")
 
 
 def _postgres_engine(
@@ -723,7 +754,7 @@ class Database:
         lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
         connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
         pool_size: int = 5,
-        max_overflow: int = 10,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
         echo: bool = False,
     ) -> None:
         self.url = normalize_url(url if url is not None else default_database_url())
@@ -744,7 +775,7 @@ class Database:
         #: waits for one WAL flush, its main transaction's, not two.
         self.sent_engine = self.engine if self.backend == "sqlite" else create_engine(
             self.url, lock_timeout_ms=lock_timeout_ms, connect_timeout_s=connect_timeout_s, pool_size=1,
-            max_overflow=1, echo=echo, settings={"synchronous_commit": "off"})
+            max_overflow=SENT_CONNECTIONS - 1, echo=echo, settings={"synchronous_commit": "off"})
         self.clock = clock or _utcnow
         self._lock_timeout_s = lock_timeout_ms / 1000
         self._local = threading.local()

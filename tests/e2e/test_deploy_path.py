@@ -135,3 +135,25 @@ def test_each_worker_sizes_its_database_pool_from_the_threads_it_runs(monkeypatc
     settings = Settings.from_env({"HOIIO_APP_ID": "a", "HOIIO_ACCESS_TOKEN": "t", "IVR_PUBLIC_URL": "https://x.example",
                                   "IVR_FLOWS": str(ROOT / "flows"), "IVR_THREADS": os.environ["IVR_THREADS"]})
     assert settings.db_pool_size == 9
+
+
+def test_gunicorn_warns_when_postgres_would_refuse_the_workers_connections(monkeypatch):
+    from types import SimpleNamespace
+
+    namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
+    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+    monkeypatch.setenv("DATABASE_URL", fresh_postgres_url())
+    monkeypatch.delenv("IVR_DB_POOL_SIZE", raising=False)
+    warnings: list[str] = []
+    log = SimpleNamespace(warning=lambda message, *args: warnings.append(message % args if args else message))
+    namespace["when_ready"](SimpleNamespace(cfg=SimpleNamespace(workers=2, threads=4), log=log))
+    assert warnings == []  # 2 x (5 + 10 + 2) = 34
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(os.environ["DATABASE_URL"])
+    with engine.connect() as conn:
+        limit = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+    engine.dispose()
+    workers = limit // 21 + 1  # 8 threads: 9 in each pool, 10 more at a burst, 2 for results
+    namespace["when_ready"](SimpleNamespace(cfg=SimpleNamespace(workers=workers, threads=8), log=log))
+    assert len(warnings) == 1 and f"{workers} workers may open {workers * 21} at a burst" in warnings[0]
