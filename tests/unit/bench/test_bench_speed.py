@@ -40,3 +40,19 @@ def test_each_row_says_how_fast_the_machine_ran(tmp_path, monkeypatch):
     assert "took 20 to 60 ms" in text
     target = next(line for line in text.splitlines() if line.startswith("| turnaround p99 < 25 ms"))
     assert "speed 0.40" in target and "NOT met" in target
+
+
+def test_the_throughput_target_gives_the_spread_of_the_alternating_pairs(tmp_path, monkeypatch):
+    monkeypatch.setattr(run.tempfile, "mkdtemp", lambda **_: str(tmp_path))
+    bench = run.Bench(run.parse(["--quick", "--backends", "sqlite", "--no-results"]))
+    bench.initial_load, bench.initial_busy = 0.5, 1.0
+    for hand, engine in ((300.0, 270.0), (250.0, 275.0)):  # measured one after the other, in pairs
+        for key, server, value in (("hand-written sqlite closed", "handwritten", hand),
+                                   ("engine sqlite closed", "engine", engine)):
+            measured = _run(key, server, "closed", 20.0, [50.0] * 10)
+            measured.result["throughput"] = value
+            bench.keep(key, measured)
+    target = next(line for line in run.report(bench, 60.0).splitlines()
+                  if line.startswith("| engine throughput >= hand-written, sqlite"))
+    # means 272.5 vs 275: x0.99, not met; the pairs: 270/300 = x0.90 and 275/250 = x1.10
+    assert "272 vs 275 notif/s (x0.99; pair by pair x0.90 to x1.10)" in target and "NOT met" in target
