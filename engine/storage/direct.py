@@ -29,6 +29,7 @@ May import sqlalchemy. Never Flask.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -234,33 +235,30 @@ def _ride(conn: sa.Connection, plan: _Plan, parameters: Any, driver: Any, listen
 def _corked(driver: Any) -> Any:
     """Hold what is sent on ``driver``'s TCP connection in the kernel until the end of the block,
     then send it at once (Linux's ``TCP_CORK``; the kernel would send it after 200 ms anyway). Any
-    other connection (a Unix socket, another system) is left as it is. The socket is borrowed:
-    ``detach`` leaves the descriptor to the driver."""
-    sock = _cork(driver.fileno()) if _TCP_CORK is not None else None
+    other connection (a Unix socket, another system) is left as it is.
+
+    The option is set on the driver's descriptor through the C library, with the GIL released:
+    un-corking hands the server everything held, and on loopback the kernel delivers it (and wakes
+    the server's process) inside that call, which ``socket.setsockopt`` would make every other
+    thread of the worker wait for."""
+    fd = driver.fileno()
+    corked = _TCP_CORK is not None and _set_cork(fd, 1)
     try:
         yield
     finally:
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
-            sock.detach()
+        if corked:
+            _set_cork(fd, 0)
 
 
-def _cork(fd: int) -> socket.socket | None:
-    """The socket of ``fd``, corked; None (and ``fd`` untouched) when it cannot be: not TCP."""
-    try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=fd)
-    except OSError:
-        return None
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
-    except OSError:
-        sock.detach()
-        return None
-    return sock
+def _set_cork(fd: int, on: int) -> bool:
+    """``TCP_CORK`` on or off on ``fd``; False when it cannot be set (not a TCP socket)."""
+    value = ctypes.c_int(on)
+    return _LIBC.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, ctypes.byref(value), ctypes.sizeof(value)) == 0
 
 
 _TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
+#: the C library; a ``CDLL`` (not a ``PyDLL``): its functions run with the GIL released
+_LIBC = ctypes.CDLL(None, use_errno=True) if _TCP_CORK is not None else None
 
 
 def begin_lazily(conn: sa.Connection, driver: Any) -> bool:

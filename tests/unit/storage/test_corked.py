@@ -87,3 +87,23 @@ def test_without_tcp_cork_nothing_is_held(tcp_pair, monkeypatch):
     with _corked(_Driver(client)):
         client.send(b"now")
         assert _received(peer) == b"now"
+
+
+def test_the_option_is_set_through_the_c_library_with_the_gil_released():
+    # un-corking delivers what was held (on loopback, inside the call): ctypes' CDLL releases the GIL
+    # around its calls, PyDLL (and socket.setsockopt) would keep the worker's other threads waiting
+    import ctypes
+
+    from engine.storage import direct
+
+    assert type(direct._LIBC) is ctypes.CDLL
+
+
+def test_only_a_tcp_socket_takes_the_option(tcp_pair):
+    from engine.storage.direct import _set_cork
+
+    client, _peer = tcp_pair
+    assert _set_cork(client.fileno(), 1) and _set_cork(client.fileno(), 0)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        assert not _set_cork(left.fileno(), 1)
