@@ -711,7 +711,8 @@ def report(bench: Bench, elapsed: float) -> str:
     out: list[str] = []
     f = bench.figure
 
-    fastest = min((r.loop_ms for runs in bench.runs.values() for r in runs if r.loop_ms), default=0.0)
+    loop_times = [r.loop_ms for runs in bench.runs.values() for r in runs if r.loop_ms]
+    fastest = min(loop_times, default=0.0)
 
     def speed(fig: Figure) -> str:
         """How fast the machine ran before the scenario's runs, against its fastest in this run."""
@@ -820,7 +821,7 @@ def report(bench: Bench, elapsed: float) -> str:
         f"{bench.initial_load:.1f}, machine {bench.initial_busy:.0f}% busy with other work. "
         "The stub, the two gunicorn workers and the database share these cores.",
         *([f"* Speed: a fixed Python loop (`loop_ms`, {SPEED_LOOPS:,} iterations on one core), timed before each "
-           f"scenario, took {fastest:.0f} to {max(r.loop_ms for runs in bench.runs.values() for r in runs):.0f} ms. "
+           f"scenario, took {fastest:.0f} to {max(loop_times):.0f} ms. "
            "The *speed* column is the fastest time over the scenario's own (pooled runs: their mean): 1.00 is the "
            "machine at its fastest in this run, 0.50 half as fast."] if fastest else []),
         "",

@@ -158,9 +158,7 @@ class Settings:
             values["hoiio_allow_nets"] = tuple(parsed)
         hops = get("IVR_PROXY_HOPS")
         if hops is not None:
-            if not (hops.isascii() and hops.isdigit()) or int(hops) > 5:
-                raise ConfigError(f"IVR_PROXY_HOPS must be the number of proxies in front, 0-5 (got {hops!r})")
-            values["proxy_hops"] = int(hops)
+            values["proxy_hops"] = _whole(hops, "IVR_PROXY_HOPS", "the number of proxies in front", 0, 5)
         after = get("IVR_RECOVERY_AFTER")
         if after is not None:
             try:

@@ -252,13 +252,15 @@ def _corked(driver: Any) -> Any:
 
 def _set_cork(fd: int, on: int) -> bool:
     """``TCP_CORK`` on or off on ``fd``; False when it cannot be set (not a TCP socket)."""
-    value = ctypes.c_int(on)
-    return _LIBC.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, ctypes.byref(value), ctypes.sizeof(value)) == 0
+    value = _ON if on else _OFF
+    return _LIBC.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, ctypes.byref(value), _INT_SIZE) == 0
 
 
 _TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
 #: the C library; a ``CDLL`` (not a ``PyDLL``): its functions run with the GIL released
 _LIBC = ctypes.CDLL(None, use_errno=True) if _TCP_CORK is not None else None
+_ON, _OFF = ctypes.c_int(1), ctypes.c_int(0)  # only read: shared by every thread
+_INT_SIZE = ctypes.sizeof(ctypes.c_int)
 
 
 def begin_lazily(conn: sa.Connection, driver: Any) -> bool:

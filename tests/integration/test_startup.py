@@ -142,3 +142,10 @@ def test_eight_request_threads_on_postgres_reuse_their_connections():
         assert db.engine.pool.size() == 9
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("hops", ["6", "-1", "one"])
+def test_settings_reject_a_proxy_count_out_of_range(hops):
+    with pytest.raises(ConfigError, match=r"IVR_PROXY_HOPS must be the number of proxies in front, 0-5 \(got "):
+        Settings.from_env({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), "IVR_PROXY_HOPS": hops})
+    assert Settings.from_env({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), "IVR_PROXY_HOPS": "1"}).proxy_hops == 1
