@@ -34,7 +34,7 @@ forwarded_allow_ips = os.environ.get("IVR_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 
-def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+def on_starting(server):
     """Wipe the Prometheus multiprocess directory: figures from a previous run must not leak in."""
     import shutil
 
@@ -42,6 +42,26 @@ def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
+    size_worker_connections(server)
+
+
+def on_reload(server):
+    size_worker_connections(server)
+
+
+def size_worker_connections(server):
+    """A worker takes a new connection only while it has a thread for it (``engine.config.
+    worker_connections``: its threads + 1, or ``IVR_WORKER_CONNECTIONS``); the others wait in the
+    kernel's queue for whichever worker frees a thread first. With gunicorn's default of 1000, a busy
+    worker kept accepting and queued notifications behind its own threads while the other worker
+    could have answered them (bench/README.md: closed loop on PostgreSQL, p99 about 250 -> 150 ms).
+    Set here, once ``--threads`` from the command line is known; ``--worker-connections`` there wins."""
+    from gunicorn.config import WorkerConnections
+
+    from engine.config import worker_connections
+
+    if server.cfg.worker_connections == WorkerConnections.default:
+        server.cfg.set("worker_connections", worker_connections(os.environ, server.cfg.threads))
 
 
 def when_ready(server):

@@ -61,6 +61,17 @@ def db_pool_size(env: Mapping[str, str], threads: int | None = None) -> int:
     return max(5, threads + 1)
 
 
+def worker_connections(env: Mapping[str, str], threads: int) -> int:
+    """Connections a gunicorn worker holds at a time (``worker_connections``): ``IVR_WORKER_CONNECTIONS``
+    if set; else one per request thread (``threads``) and one kept-alive connection. A worker with
+    every thread busy then leaves new connections in the kernel's queue, to whichever worker frees a
+    thread first, instead of queueing them behind its own threads (gunicorn's default is 1000)."""
+    given = (env.get("IVR_WORKER_CONNECTIONS") or "").strip()
+    if given:
+        return _whole(given, "IVR_WORKER_CONNECTIONS", "a number of connections per worker", 1, 100000)
+    return threads + 1
+
+
 @dataclass(frozen=True)
 class Settings:
     hoiio_app_id: str

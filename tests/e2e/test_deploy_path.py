@@ -157,3 +157,85 @@ def test_gunicorn_warns_when_postgres_would_refuse_the_workers_connections(monke
     workers = limit // 21 + 1  # 8 threads: 9 in each pool, 10 more at a burst, 2 for results
     namespace["when_ready"](SimpleNamespace(cfg=SimpleNamespace(workers=workers, threads=8), log=log))
     assert len(warnings) == 1 and f"{workers} workers may open {workers * 21} at a burst" in warnings[0]
+
+
+def _conf() -> dict:
+    namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
+    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def test_each_worker_takes_connections_for_the_threads_it_runs(monkeypatch):
+    """gunicorn's default of 1000 lets a busy worker queue notifications behind its own threads; the
+    hooks size it from the threads (``--threads`` on the command line included), unless
+    IVR_WORKER_CONNECTIONS or ``--worker-connections`` says otherwise."""
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    hooks = _conf()
+    monkeypatch.delenv("IVR_WORKER_CONNECTIONS", raising=False)
+    cfg = Config()
+    cfg.set("threads", 8)
+    hooks["size_worker_connections"](SimpleNamespace(cfg=cfg))
+    assert cfg.worker_connections == 9
+    reloaded = Config()  # a reload (HUP) reads the settings again, gunicorn's default included
+    hooks["on_reload"](SimpleNamespace(cfg=reloaded))
+    assert reloaded.worker_connections == reloaded.threads + 1
+    monkeypatch.setenv("IVR_WORKER_CONNECTIONS", "30")
+    asked = Config()
+    hooks["size_worker_connections"](SimpleNamespace(cfg=asked))
+    assert asked.worker_connections == 30
+    given = Config()
+    given.set("worker_connections", 50)  # --worker-connections 50
+    hooks["size_worker_connections"](SimpleNamespace(cfg=given))
+    assert given.worker_connections == 50
+
+
+SLOW_APP = '''
+import os, time
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":
+        time.sleep(1.5)  # long enough that neither worker frees its thread before all four are taken
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+'''
+
+
+def test_a_worker_with_every_thread_busy_leaves_new_connections_to_the_other(tmp_path):
+    """Two workers of one thread each: four slow requests at once go two to each worker (at most a
+    thread's request and one more in each), not three or four queued in whichever accepted first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "PROMETHEUS"))},
+           "IVR_BIND": f"127.0.0.1:{port}", "IVR_WORKERS": "2", "IVR_THREADS": "1"}
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed in finally
+    server = subprocess.Popen([BIN / "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"), "--pythonpath",
+                               str(tmp_path), "slowapp:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        pids: set[str] = set()
+        while len(pids) < 2 and time.monotonic() < deadline:  # both workers booted and answering
+            try:
+                pids.add(requests.get(f"{base}/", timeout=1).text)
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)
+        assert len(pids) == 2, (tmp_path / "gunicorn.log").read_text()[-2000:]
+        time.sleep(0.3)  # both back in their accept loops
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: requests.get(f"{base}/slow", timeout=10).text, range(4)))
+        assert sorted(answers.count(pid) for pid in set(answers)) == [2, 2], answers
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, Settings
+from engine.config import ConfigError, Settings, worker_connections
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,6 +96,19 @@ def test_the_database_pool_holds_a_connection_per_request_thread(env, size):
 def test_settings_reject_bad_pool_sizes(env, expected):
     with pytest.raises(ConfigError, match=expected):
         Settings.from_env({**GOOD, "IVR_FLOWS": str(ROOT / "flows"), **env})
+
+
+@pytest.mark.parametrize(("env", "threads", "expected"),
+                         [({}, 4, 5), ({}, 8, 9), ({"IVR_WORKER_CONNECTIONS": "40"}, 4, 40)])
+def test_a_worker_holds_a_connection_per_request_thread_and_one_kept_alive(env, threads, expected):
+    assert worker_connections(env, threads) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "lots", "-3"])
+def test_bad_worker_connections_are_refused_in_one_line(value):
+    with pytest.raises(ConfigError, match=f"IVR_WORKER_CONNECTIONS must be a number of connections per worker, "
+                                          f"1-100000 \\(got '{value}'\\)"):
+        worker_connections({"IVR_WORKER_CONNECTIONS": value}, 4)
 
 
 def test_eight_request_threads_on_postgres_reuse_their_connections():
