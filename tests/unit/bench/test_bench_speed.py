@@ -40,6 +40,20 @@ def test_each_row_says_how_fast_the_machine_ran(tmp_path, monkeypatch):
     assert "took 20 to 60 ms" in text
     target = next(line for line in text.splitlines() if line.startswith("| turnaround p99 < 25 ms"))
     assert "speed 0.40" in target and "NOT met" in target
+    assert "closed-loop" not in target  # no closed loop of the engine in this run: no load share
+
+
+def test_the_fixed_rate_target_says_how_near_the_engine_ran_to_its_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(run.tempfile, "mkdtemp", lambda **_: str(tmp_path))
+    bench = run.Bench(run.parse(["--quick", "--backends", "sqlite", "--no-results"]))
+    bench.initial_load, bench.initial_busy = 0.5, 1.0
+    closed = _run("engine sqlite: closed loop", "engine", "closed", 20.0, [90.0] * 50)
+    closed.result["throughput"] = 250.0
+    bench.keep("engine sqlite closed", closed)
+    bench.keep("engine sqlite target", _run("engine sqlite: 200/s", "engine", "paced", 20.0, [30.0] * 50))
+    target = next(line for line in run.report(bench, 60.0).splitlines()
+                  if line.startswith("| turnaround p99 < 25 ms"))
+    assert "at 200 notif/s achieved, 80% of its closed-loop throughput (250), speed 1.00" in target
 
 
 def test_the_throughput_target_gives_the_spread_of_the_alternating_pairs(tmp_path, monkeypatch):
