@@ -237,10 +237,12 @@ def _corked(driver: Any) -> Any:
     then send it at once (Linux's ``TCP_CORK``; the kernel would send it after 200 ms anyway). Any
     other connection (a Unix socket, another system) is left as it is.
 
-    The option is set on the driver's descriptor through the C library, with the GIL released:
-    un-corking hands the server everything held, and on loopback the kernel delivers it (and wakes
+    The option is set on the driver's descriptor through the C library. Un-corking runs with the GIL
+    released: it hands the server everything held, and on loopback the kernel delivers it (and wakes
     the server's process) inside that call, which ``socket.setsockopt`` would make every other
-    thread of the worker wait for."""
+    thread of the worker wait for. Corking does no I/O and keeps the GIL: released for it, the GIL
+    was often taken by another thread meanwhile, and getting it back made this one wait (about 0.7
+    of these waits per notification under load; bench/README.md)."""
     fd = driver.fileno()
     corked = _TCP_CORK is not None and _set_cork(fd, 1)
     try:
@@ -251,15 +253,20 @@ def _corked(driver: Any) -> Any:
 
 
 def _set_cork(fd: int, on: int) -> bool:
-    """``TCP_CORK`` on or off on ``fd``; False when it cannot be set (not a TCP socket)."""
-    value = _ON if on else _OFF
-    return _LIBC.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, ctypes.byref(value), _INT_SIZE) == 0
+    """``TCP_CORK`` on or off on ``fd``; False when it cannot be set (not a TCP socket). On: the GIL
+    kept (``_LIBC_HOLDING``); off, which sends: the GIL released (``_LIBC``)."""
+    if on:
+        return _LIBC_HOLDING.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, _ON_REF, _INT_SIZE) == 0
+    return _LIBC.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, _OFF_REF, _INT_SIZE) == 0
 
 
 _TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
-#: the C library; a ``CDLL`` (not a ``PyDLL``): its functions run with the GIL released
+#: the C library twice: a ``CDLL``, whose functions run with the GIL released, and a ``PyDLL``,
+#: whose functions keep it
 _LIBC = ctypes.CDLL(None, use_errno=True) if _TCP_CORK is not None else None
+_LIBC_HOLDING = ctypes.PyDLL(None, use_errno=True) if _TCP_CORK is not None else None
 _ON, _OFF = ctypes.c_int(1), ctypes.c_int(0)  # only read: shared by every thread
+_ON_REF, _OFF_REF = ctypes.byref(_ON), ctypes.byref(_OFF)
 _INT_SIZE = ctypes.sizeof(ctypes.c_int)
 
 

@@ -89,14 +89,32 @@ def test_without_tcp_cork_nothing_is_held(tcp_pair, monkeypatch):
         assert _received(peer) == b"now"
 
 
-def test_the_option_is_set_through_the_c_library_with_the_gil_released():
+def test_uncorking_releases_the_gil_and_corking_keeps_it(tcp_pair, monkeypatch):
     # un-corking delivers what was held (on loopback, inside the call): ctypes' CDLL releases the GIL
-    # around its calls, PyDLL (and socket.setsockopt) would keep the worker's other threads waiting
+    # around its calls, PyDLL (and socket.setsockopt) would keep the worker's other threads waiting.
+    # Corking does no I/O: releasing the GIL for it only lets another thread take it meanwhile.
     import ctypes
 
     from engine.storage import direct
 
-    assert type(direct._LIBC) is ctypes.CDLL
+    assert type(direct._LIBC) is ctypes.CDLL and type(direct._LIBC_HOLDING) is ctypes.PyDLL
+    used = []
+
+    class Spy:
+        def __init__(self, name, lib):
+            self.name, self.lib = name, lib
+
+        def setsockopt(self, *args):
+            used.append((self.name, args[3] is direct._ON_REF))
+            return self.lib.setsockopt(*args)
+
+    monkeypatch.setattr(direct, "_LIBC", Spy("releasing", direct._LIBC))
+    monkeypatch.setattr(direct, "_LIBC_HOLDING", Spy("holding", direct._LIBC_HOLDING))
+    client, peer = tcp_pair
+    with _corked(_Driver(client)):
+        client.send(b"x")
+    assert used == [("holding", True), ("releasing", False)]
+    assert _received(peer) == b"x"
 
 
 def test_only_a_tcp_socket_takes_the_option(tcp_pair):
