@@ -54,14 +54,21 @@ def size_worker_connections(server):
     worker_connections``: its threads + 1, or ``IVR_WORKER_CONNECTIONS``); the others wait in the
     kernel's queue for whichever worker frees a thread first. With gunicorn's default of 1000, a busy
     worker kept accepting and queued notifications behind its own threads while the other worker
-    could have answered them (bench/README.md: closed loop on PostgreSQL, p99 about 250 -> 150 ms).
-    Set here, once ``--threads`` from the command line is known; ``--worker-connections`` there wins."""
+    could have answered them (bench/README.md: closed loop on PostgreSQL, p99 lower in each of seven
+    alternating pairs, by 4-51%). Set here, once ``--threads`` from the command line is known;
+    ``--worker-connections`` there wins. A bad IVR_WORKER_CONNECTIONS stops the start with one line."""
     from gunicorn.config import WorkerConnections
 
-    from engine.config import worker_connections
+    from engine.config import ConfigError, worker_connections
 
-    if server.cfg.worker_connections == WorkerConnections.default:
-        server.cfg.set("worker_connections", worker_connections(os.environ, server.cfg.threads))
+    if server.cfg.worker_connections != WorkerConnections.default:
+        return
+    try:
+        wanted = worker_connections(os.environ, server.cfg.threads)
+    except ConfigError as exc:
+        server.log.error("%s", exc)
+        raise SystemExit(1) from None
+    server.cfg.set("worker_connections", wanted)
 
 
 def when_ready(server):

@@ -192,6 +192,19 @@ def test_each_worker_takes_connections_for_the_threads_it_runs(monkeypatch):
     assert given.worker_connections == 50
 
 
+def test_a_bad_worker_connections_setting_stops_gunicorn_with_one_line(tmp_path):
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "PROMETHEUS"))},
+           "IVR_BIND": f"127.0.0.1:{port}", "IVR_WORKER_CONNECTIONS": "lots"}
+    started = subprocess.run([BIN / "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"), "engine.wsgi:app"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 1
+    errors = [line for line in started.stderr.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        "IVR_WORKER_CONNECTIONS must be a number of connections per worker, 1-100000 (got 'lots')")
+    assert "Traceback" not in started.stderr
+
+
 SLOW_APP = '''
 import os, time
 
