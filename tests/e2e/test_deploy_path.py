@@ -35,13 +35,25 @@ def _metric(text: str, name: str, **labels) -> float:
     return total
 
 
+def _conf() -> dict:
+    """deploy/gunicorn.conf.py's names (settings and hooks), as gunicorn reads the file."""
+    namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
+    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def _clean_env(**extra: str) -> dict:
+    """This process's environment without the server's own settings, with ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("HOIIO_", "IVR_", "PROMETHEUS"))}, **extra}
+
+
 def test_gunicorn_on_postgres_ready_and_counting(tmp_path):
     db_url = fresh_postgres_url()
     port = _free_port()
     fake = FakeHoiio(app_id="deploy-app", access_token="deploy-token")  # noqa: S106
     api_url = fake.start("127.0.0.1", 0)
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("HOIIO_", "IVR_", "PROMETHEUS"))},
+        **_clean_env(),
         "HOIIO_APP_ID": "deploy-app", "HOIIO_ACCESS_TOKEN": "deploy-token", "HOIIO_API_URL": api_url,
         "IVR_PUBLIC_URL": f"http://127.0.0.1:{port}", "DATABASE_URL": db_url, "IVR_FLOWS": str(ROOT / "flows"),
         "IVR_BIND": f"127.0.0.1:{port}", "IVR_WORKERS": "2", "IVR_THREADS": "2",
@@ -102,8 +114,7 @@ def test_gunicorn_settings_recycle_workers_and_log_accesses_only_when_asked(monk
 
     def loaded() -> Config:
         cfg = Config()
-        namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
-        exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+        namespace = _conf()
         for name in ("max_requests", "max_requests_jitter", "threads", "worker_class", "accesslog"):
             cfg.set(name, namespace[name])
         return cfg
@@ -128,8 +139,7 @@ def test_each_worker_sizes_its_database_pool_from_the_threads_it_runs(monkeypatc
 
     from engine.config import Settings
 
-    namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
-    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+    namespace = _conf()
     monkeypatch.setenv("IVR_THREADS", "4")
     namespace["post_fork"](None, SimpleNamespace(cfg=SimpleNamespace(threads=8)))
     settings = Settings.from_env({"HOIIO_APP_ID": "a", "HOIIO_ACCESS_TOKEN": "t", "IVR_PUBLIC_URL": "https://x.example",
@@ -140,8 +150,7 @@ def test_each_worker_sizes_its_database_pool_from_the_threads_it_runs(monkeypatc
 def test_gunicorn_warns_when_postgres_would_refuse_the_workers_connections(monkeypatch):
     from types import SimpleNamespace
 
-    namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
-    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
+    namespace = _conf()
     monkeypatch.setenv("DATABASE_URL", fresh_postgres_url())
     monkeypatch.delenv("IVR_DB_POOL_SIZE", raising=False)
     warnings: list[str] = []
@@ -157,12 +166,6 @@ def test_gunicorn_warns_when_postgres_would_refuse_the_workers_connections(monke
     workers = limit // 21 + 1  # 8 threads: 9 in each pool, 10 more at a burst, 2 for results
     namespace["when_ready"](SimpleNamespace(cfg=SimpleNamespace(workers=workers, threads=8), log=log))
     assert len(warnings) == 1 and f"{workers} workers may open {workers * 21} at a burst" in warnings[0]
-
-
-def _conf() -> dict:
-    namespace: dict = {"__file__": str(ROOT / "deploy" / "gunicorn.conf.py")}
-    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)  # noqa: S102
-    return namespace
 
 
 def test_each_worker_takes_connections_for_the_threads_it_runs(monkeypatch):
@@ -194,8 +197,7 @@ def test_each_worker_takes_connections_for_the_threads_it_runs(monkeypatch):
 
 def test_a_bad_worker_connections_setting_stops_gunicorn_with_one_line(tmp_path):
     port = _free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "PROMETHEUS"))},
-           "IVR_BIND": f"127.0.0.1:{port}", "IVR_WORKER_CONNECTIONS": "lots"}
+    env = _clean_env(IVR_BIND=f"127.0.0.1:{port}", IVR_WORKER_CONNECTIONS="lots")
     started = subprocess.run([BIN / "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"), "engine.wsgi:app"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 1
@@ -224,8 +226,7 @@ def test_a_worker_with_every_thread_busy_leaves_new_connections_to_the_other(tmp
 
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
     port = _free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "PROMETHEUS"))},
-           "IVR_BIND": f"127.0.0.1:{port}", "IVR_WORKERS": "2", "IVR_THREADS": "1"}
+    env = _clean_env(IVR_BIND=f"127.0.0.1:{port}", IVR_WORKERS="2", IVR_THREADS="1")
     log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed in finally
     server = subprocess.Popen([BIN / "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"), "--pythonpath",
                                str(tmp_path), "slowapp:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
