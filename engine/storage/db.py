@@ -296,7 +296,10 @@ def _postgres_engine(
     echo: bool,
     settings: Mapping[str, str] | None = None,
 ) -> Engine:
-    connect_args: dict[str, Any] = {}
+    # psycopg prepares nothing of its own: its rollback() deallocates every prepared statement of the
+    # session whenever it has prepared one, those of the request path included (engine.storage.direct
+    # prepares them, once per connection)
+    connect_args: dict[str, Any] = {"prepare_threshold": None}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = max(2, int(connect_timeout_s))  # libpq's minimum is 2 s
     if "application_name" not in url.query:

@@ -5,32 +5,36 @@ every call. Even prebuilt, each one cost SQLAlchemy about ten times what the dri
 (execution context, parameter processing, result object, events: about 65 µs against 7 µs on
 SQLite, ``bench/profile_engine.py``), and on SQLite that time is spent holding the database's single
 write lock. ``DirectStatement`` compiles a SQLAlchemy statement once per dialect, with SQLAlchemy's
-own compiler and type processors, and runs it on the DBAPI cursor of the ``sa.Connection`` it is
-given, inside that connection's transaction. So the SQL text, the column types (aware UTC
+own compiler and type processors, and runs it on the driver connection of the ``sa.Connection`` it
+is given, inside that connection's transaction. So the SQL text, the column types (aware UTC
 datetimes, JSON, safe text) and the results are exactly those of ``conn.execute``; what is skipped
 is the per-execution machinery.
 
-On PostgreSQL, the statements of one round trip (``BEGIN``, the statement, its riders, ``COMMIT``)
-go in psycopg's pipeline mode, which sends each one with a system call of its own. On a TCP
-connection they are held in the kernel until the last one (``_corked``), so that the server is
-handed them together rather than woken for each.
+On SQLite a statement runs on a DBAPI cursor. On PostgreSQL the statements of one round trip
+(``BEGIN``, the statement, its riders, ``COMMIT``) go through psycopg's protocol layer
+(``psycopg.pq``) in libpq's pipeline mode: each statement prepared once per connection, the
+parameters dumped and the rows loaded by psycopg's own ``Transformer`` (the connection's adapters,
+as its cursors would), everything sent in one write, and the answers awaited once with the GIL
+released. Through psycopg's cursors the same round trip cost about five times the client CPU and
+polled the socket twice per statement, releasing the GIL each time (``bench/README.md``).
 
 What the direct path keeps: driver errors are raised as SQLAlchemy's ``DBAPIError`` (so
 ``translated_errors`` maps them as before), and a dropped connection is invalidated so the pool
 does not hand it out again. ``before_cursor_execute`` listeners are called (statement counters of
-the benchmarks and tests); ``echo`` logging is not.
+the benchmarks and tests; the cursor they are given is None on PostgreSQL); ``echo`` logging is not.
 
 Not for statements with expanding ``IN`` parameters or with ``executemany``: those go through
 ``conn.execute``.
 
-May import sqlalchemy. Never Flask.
+May import sqlalchemy, and psycopg when the database is PostgreSQL. Never Flask.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import socket
+import itertools
+import re
+import select
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -41,12 +45,17 @@ __all__ = ["DirectResult", "DirectStatement", "RiderFailed", "begin_lazily"]
 
 _Processor = Callable[[Any], Any] | None
 
+#: a parameter of SQLAlchemy's psycopg dialect (``%(name)s``) or an escaped ``%``
+_PYFORMAT = re.compile(r"%\(([^)]+)\)s|%%")
+
 
 class _Plan:
     """One statement compiled for one dialect: its SQL text, how to lay out and convert its
-    parameters, and how to convert its result columns (filled on the first result)."""
+    parameters, and how to convert its result columns (filled on the first result). On PostgreSQL
+    also the text psycopg's protocol layer takes (``$1``, ``$2`` …) and the names in that order."""
 
-    __slots__ = ("columns", "defaults", "names", "positional", "processors", "result_processors", "sql")
+    __slots__ = ("columns", "defaults", "names", "positional", "pq_names", "pq_sql", "processors",
+                 "result_processors", "sql")
 
     def __init__(self, statement: Any, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -68,28 +77,61 @@ class _Plan:
             (column.key, column.type) for column in getattr(statement, "exported_columns", ()) or ()
         )
         self.result_processors: tuple[_Processor, ...] | None = None
+        self.pq_sql: bytes | None = None
+        self.pq_names: tuple[str, ...] = ()
+        if _on_psycopg(dialect):
+            self.pq_sql, self.pq_names = _numbered(self.sql, dict(compiled.escaped_bind_names or {}))
 
-    def parameters(self, given: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+    def values(self, given: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
+        """The parameters ``names`` (in that order) from ``given`` or the statement's literals, each
+        through its type's bind processor."""
         processors = self.processors
         defaults = self.defaults
         values = []
-        for name in self.names:
+        for name in names:
             value = given[name] if name in given else defaults[name]
             processor = processors.get(name)
             values.append(value if processor is None else processor(value))
+        return values
+
+    def parameters(self, given: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+        """The parameters as the DBAPI cursor takes them (SQLite)."""
+        values = self.values(given, self.names)
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
-    def convert(self, dialect: sa.Dialect, cursor: Any, rows: list[Sequence[Any]]) -> list[dict[str, Any]]:
+    def convert(self, dialect: sa.Dialect, type_codes: Sequence[Any],
+                rows: list[Sequence[Any]]) -> list[dict[str, Any]]:
+        """``rows`` as dicts by column key, each value through its type's result processor.
+        ``type_codes``: the driver's type of each column (``cursor.description``'s second item)."""
         processors = self.result_processors
         if processors is None:
-            # once: psycopg builds cursor.description anew, column by column, at every reading
             processors = self.result_processors = tuple(
-                type_.dialect_impl(dialect).result_processor(dialect, entry[1])
-                for (_key, type_), entry in zip(self.columns, cursor.description, strict=True)
+                type_.dialect_impl(dialect).result_processor(dialect, code)
+                for (_key, type_), code in zip(self.columns, type_codes, strict=True)
             )
         keys = [key for key, _type in self.columns]
         return [{key: value if processor is None else processor(value)
                  for key, processor, value in zip(keys, processors, row, strict=True)} for row in rows]
+
+
+def _on_psycopg(dialect: sa.Dialect) -> bool:
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
+def _numbered(sql: str, escaped: Mapping[str, str]) -> tuple[bytes, tuple[str, ...]]:
+    """SQLAlchemy's psycopg text (``%(name)s``, ``%%``) in PostgreSQL's own style (``$1``, ``%``),
+    and the parameters' names in the order of their numbers (a name used twice has one number).
+    ``escaped``: SQLAlchemy's names as given → as written in the text."""
+    original = {written: name for name, written in escaped.items()}
+    order: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "%"
+        name = original.get(match.group(1), match.group(1))
+        return f"${order.setdefault(name, len(order) + 1)}"
+
+    return _PYFORMAT.sub(number, sql).encode(), tuple(order)
 
 
 class DirectResult:
@@ -150,124 +192,316 @@ class DirectStatement:
         transaction is lost: it can only roll back)."""
         dialect = conn.dialect
         plan = self.plan(dialect)
-        parameters = plan.parameters(params)
         driver = conn.connection.dbapi_connection
         if driver is None:
             raise sa.exc.ResourceClosedError("this connection is closed")
-        postgresql = dialect.name == "postgresql"
-        prepared = []  # the riders' parameters, converted before anything is sent
-        for statement, values in riders:
-            rider_plan = statement.plan(dialect)
-            try:
-                prepared.append((rider_plan, rider_plan.parameters(values)))
-            except Exception as exc:  # a value its types refuse (JSON that cannot be encoded, say)
-                raise RiderFailed(exc) from exc
-        cursor = driver.cursor()
-        ridden: list[tuple[_Plan, Any, Any]] = []  # each rider's plan, parameters and cursor
-        pipelined = main_done = False  # main_done: the statement ran and its rows were read
+        if plan.pq_sql is not None:
+            return _run_postgresql(conn, driver, plan, params, commit, riders)
+        return _run_on_cursor(conn, driver, plan, params, riders)
+
+
+# ------------------------------------------------------------------------------------ SQLite: a cursor
+def _run_on_cursor(conn: sa.Connection, driver: Any, plan: _Plan, params: Mapping[str, Any],
+                   riders: Sequence[tuple[DirectStatement, Mapping[str, Any]]]) -> DirectResult:
+    """The statement, then its riders, one after the other on DBAPI cursors."""
+    dialect = conn.dialect
+    parameters = plan.parameters(params)
+    prepared = []  # the riders' parameters, converted before anything is run
+    for statement, values in riders:
+        rider_plan = statement.plan(dialect)
         try:
-            listeners = conn.dispatch.before_cursor_execute
-            begin = postgresql and begin_lazily(conn, driver)
-            if listeners:
-                for listener in listeners:
-                    listener(conn, cursor, plan.sql, parameters, None, False)
-            commit = commit and postgresql and driver.autocommit
-            pipelined = postgresql and bool(begin or commit or prepared)
-            if pipelined:
-                # BEGIN (the transaction's first statement), the statement, its riders, COMMIT (its
-                # last), in one round trip: psycopg's pipeline mode; their results arrive at its end
-                with driver.pipeline(), _corked(driver):
-                    if begin:
-                        driver.execute(b"BEGIN")
-                    cursor.execute(plan.sql, parameters)
-                    for rider in prepared:
-                        _ride(conn, *rider, driver, listeners, ridden)
-                    if commit:
-                        driver.execute(b"COMMIT")
-            else:
-                cursor.execute(plan.sql, parameters)
+            prepared.append((rider_plan, rider_plan.parameters(values)))
+        except Exception as exc:  # a value its types refuse (JSON that cannot be encoded, say)
+            raise RiderFailed(exc) from exc
+    listeners = conn.dispatch.before_cursor_execute
+    cursor = driver.cursor()
+    try:
+        if listeners:
+            for listener in listeners:
+                listener(conn, cursor, plan.sql, parameters, None, False)
+        try:
+            cursor.execute(plan.sql, parameters)
             rows: list[dict[str, Any]] = []
             if plan.columns:  # a SELECT, or DML with RETURNING
                 fetched = cursor.fetchall()
                 if fetched:
-                    rows = plan.convert(dialect, cursor, fetched)
-            main_done = True
-            if not pipelined:
-                for rider in prepared:
-                    _ride(conn, *rider, driver, listeners, ridden)
-            return DirectResult(cursor.rowcount, rows)
+                    rows = plan.convert(dialect, [entry[1] for entry in cursor.description], fetched)
         except dialect.loaded_dbapi.Error as exc:
-            failed = None  # the rider at fault, if the statement itself succeeded
-            if pipelined:  # the results arrive in order: a statement succeeded if it has its own
-                if ridden and getattr(cursor, "pgresult", None) is not None:
-                    failed = next((r for r in ridden if r[2].pgresult is None), ridden[-1])
-            elif main_done and ridden:  # run one after the other: the last one sent failed
-                failed = ridden[-1]
-            if failed is None:
-                raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
-            error = _wrapped(conn, failed[0].sql, failed[1], exc, failed[2])
-            if error.connection_invalidated:
-                raise error from exc
-            raise RiderFailed(error) from exc
-        finally:
-            cursor.close()
-            for _plan, _values, rider in ridden:
-                rider.close()
-
-
-def _ride(conn: sa.Connection, plan: _Plan, parameters: Any, driver: Any, listeners: Any,
-          ridden: list[tuple[_Plan, Any, Any]]) -> None:
-    """Run (in a pipeline: send) one rider of ``DirectStatement.execute``, noted in ``ridden``."""
-    cursor = driver.cursor()
-    ridden.append((plan, parameters, cursor))
-    if listeners:
-        for listener in listeners:
-            listener(conn, cursor, plan.sql, parameters, None, False)
-    try:
-        cursor.execute(plan.sql, parameters)
-    except conn.dialect.loaded_dbapi.Error:
-        raise  # the database's refusal, or the driver's: told apart from the statement's own by the caller
-    except Exception as exc:  # a value the driver could not convert (psycopg dumps JSON here)
-        raise RiderFailed(exc) from exc
-
-
-@contextlib.contextmanager
-def _corked(driver: Any) -> Any:
-    """Hold what is sent on ``driver``'s TCP connection in the kernel until the end of the block,
-    then send it at once (Linux's ``TCP_CORK``; the kernel would send it after 200 ms anyway). Any
-    other connection (a Unix socket, another system) is left as it is.
-
-    The option is set on the driver's descriptor through the C library. Un-corking runs with the GIL
-    released: it hands the server everything held, and on loopback the kernel delivers it (and wakes
-    the server's process) inside that call, which ``socket.setsockopt`` would make every other
-    thread of the worker wait for. Corking does no I/O and keeps the GIL: released for it, the GIL
-    was often taken by another thread meanwhile, and getting it back made this one wait (about 0.7
-    of these waits per notification under load; bench/README.md)."""
-    fd = driver.fileno()
-    corked = _TCP_CORK is not None and _set_cork(fd, 1)
-    try:
-        yield
+            raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
+        result = DirectResult(cursor.rowcount, rows)
     finally:
-        if corked:
-            _set_cork(fd, 0)
+        cursor.close()
+    for rider_plan, values in prepared:
+        rider = driver.cursor()
+        try:
+            if listeners:
+                for listener in listeners:
+                    listener(conn, rider, rider_plan.sql, values, None, False)
+            try:
+                rider.execute(rider_plan.sql, values)
+            except dialect.loaded_dbapi.Error as exc:
+                error = _wrapped(conn, rider_plan.sql, values, exc, rider)
+                if error.connection_invalidated:
+                    raise error from exc
+                raise RiderFailed(error) from exc
+        finally:
+            rider.close()
+    return result
 
 
-def _set_cork(fd: int, on: int) -> bool:
-    """``TCP_CORK`` on or off on ``fd``; False when it cannot be set (not a TCP socket). On: the GIL
-    kept (``_LIBC_HOLDING``); off, which sends: the GIL released (``_LIBC``)."""
-    if on:
-        return _LIBC_HOLDING.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, _ON_REF, _INT_SIZE) == 0
-    return _LIBC.setsockopt(fd, socket.IPPROTO_TCP, _TCP_CORK, _OFF_REF, _INT_SIZE) == 0
+# ------------------------------------------------------------------ PostgreSQL: psycopg's protocol layer
+class _Query:
+    """One statement of a round trip, ready to send: its text, its parameters as psycopg dumped
+    them, and the prepared statement it runs as (``prepare``: prepared in this round trip, first)."""
+
+    __slots__ = ("formats", "key", "name", "params", "prepare", "sql", "types")
+
+    def __init__(self, sql: bytes, params: Any = None, types: Any = None, formats: Any = None) -> None:
+        self.sql = sql
+        self.params = params
+        self.types = types
+        self.formats = formats
+        self.name: bytes | None = None
+        self.key: tuple[bytes, Any] = (sql, None)  # as in _Session.prepared
+        self.prepare = False
 
 
-_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
-#: the C library twice: a ``CDLL``, whose functions run with the GIL released, and a ``PyDLL``,
-#: whose functions keep it
-_LIBC = ctypes.CDLL(None, use_errno=True) if _TCP_CORK is not None else None
-_LIBC_HOLDING = ctypes.PyDLL(None, use_errno=True) if _TCP_CORK is not None else None
-_ON, _OFF = ctypes.c_int(1), ctypes.c_int(0)  # only read: shared by every thread
-_ON_REF, _OFF_REF = ctypes.byref(_ON), ctypes.byref(_OFF)
-_INT_SIZE = ctypes.sizeof(ctypes.c_int)
+_BEGIN = _Query(b"BEGIN")
+_COMMIT = _Query(b"COMMIT")
+#: prepared statements kept per connection, at most; beyond, a statement is sent with its text
+PREPARED_MAX = 256
+
+
+class _Session:
+    """What the direct path keeps for one psycopg connection: the ``Transformer`` that dumps
+    parameters and loads rows with the connection's adapters, and the statements it has prepared
+    there, by text and parameter types.
+
+    The engines' connections have psycopg's own preparing turned off (``prepare_threshold`` None,
+    ``engine.storage.db``): psycopg's ``rollback()`` sends ``DEALLOCATE ALL`` once it has prepared
+    anything itself, which would drop these too (a round trip that finds one gone fails, and the
+    next prepares them anew)."""
+
+    __slots__ = ("names", "prepared", "transformer")
+
+    def __init__(self, driver: Any) -> None:
+        from psycopg.adapt import Transformer
+
+        self.transformer = Transformer(driver)
+        self.prepared: dict[tuple[bytes, Any], bytes] = {}  # (text, parameter types) → name
+        self.names = itertools.count(1)
+
+    def query(self, plan: _Plan, given: Mapping[str, Any]) -> _Query:
+        """``plan`` with ``given``, dumped; raises what psycopg raises for a value it cannot dump."""
+        values = plan.values(given, plan.pq_names)
+        transformer = self.transformer
+        params = transformer.dump_sequence(values, _auto_formats(len(values)))
+        query = _Query(plan.pq_sql or b"", params, transformer.types, tuple(transformer.formats))
+        key = query.key = (query.sql, query.types)
+        name = self.prepared.get(key)
+        if name is None and len(self.prepared) < PREPARED_MAX:
+            name = self.prepared[key] = b"_ivr_%d" % next(self.names)
+            query.prepare = True  # forgotten again unless the server prepares it (_settle_prepared)
+        query.name = name
+        return query
+
+
+def _session_of(driver: Any) -> _Session:
+    session = getattr(driver, "_ivr_direct", None)
+    if session is None:
+        session = driver._ivr_direct = _Session(driver)
+    return session
+
+
+_FORMATS: dict[int, list[Any]] = {}
+
+
+def _auto_formats(count: int) -> list[Any]:
+    found = _FORMATS.get(count)
+    if found is None:
+        from psycopg.adapt import PyFormat
+
+        found = _FORMATS[count] = [PyFormat.AUTO] * count
+    return found
+
+
+def _run_postgresql(conn: sa.Connection, driver: Any, plan: _Plan, params: Mapping[str, Any], commit: bool,
+                    riders: Sequence[tuple[DirectStatement, Mapping[str, Any]]]) -> DirectResult:
+    """``BEGIN`` (a transaction's first statement), the statement, its riders and ``COMMIT`` (its
+    last) in one round trip; see ``DirectStatement.execute``."""
+    dialect = conn.dialect
+    session = _session_of(driver)
+    pgconn = driver.pgconn
+    if driver.autocommit:
+        begin = begin_lazily(conn, driver)
+    else:  # psycopg would begin a transaction before the statement: so is it here
+        begin, commit = pgconn.transaction_status == _PG_IDLE, False
+    sent: list[tuple[_Query, _Plan | None]] = [(_BEGIN, None)] if begin else []
+    try:
+        main = session.query(plan, params)
+        sent.append((main, plan))
+        for statement, values in riders:
+            rider_plan = statement.plan(dialect)
+            try:
+                sent.append((session.query(rider_plan, values), rider_plan))
+            except Exception as exc:  # a value its types refuse (JSON that cannot be encoded, say)
+                raise RiderFailed(exc) from exc
+        if commit:
+            sent.append((_COMMIT, None))
+        listeners = conn.dispatch.before_cursor_execute
+        if listeners:
+            for query, statement_plan in sent:
+                if statement_plan is not None:
+                    for listener in listeners:
+                        listener(conn, None, statement_plan.sql, query.params, None, False)
+        queries = [query for query, _plan in sent]
+        try:
+            results = _round_trip(pgconn, queries)
+        except dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, plan.sql, main.params, exc, None) from exc
+    except BaseException:
+        _forget_unsent(session, [query for query, _plan in sent])
+        raise
+    failed = _settle_prepared(session, queries, results)
+    if failed is not None:
+        at, failure = failed
+        exc = _error_of(driver, failure)
+        query, statement_plan = sent[at]
+        if query is main or statement_plan is None:  # the statement itself, or BEGIN or COMMIT
+            raise _wrapped(conn, plan.sql, main.params, exc, None) from exc
+        error = _wrapped(conn, statement_plan.sql, query.params, exc, None)
+        if error.connection_invalidated:
+            raise error from exc
+        raise RiderFailed(error) from exc
+    result = results[int(begin)][1]
+    rows: list[dict[str, Any]] = []
+    if plan.columns and result.ntuples:  # a SELECT, or DML with RETURNING
+        transformer = session.transformer
+        transformer.set_pgresult(result)
+        loaded = transformer.load_rows(0, result.ntuples, tuple)
+        rows = plan.convert(dialect, [result.ftype(i) for i in range(result.nfields)], loaded)
+    counted = result.command_tuples
+    return DirectResult(-1 if counted is None else counted, rows)
+
+
+def _forget_unsent(session: _Session, queries: Sequence[_Query]) -> None:
+    """The statements that were to be prepared in a round trip that broke off are not prepared."""
+    for query in queries:
+        if query.prepare and session.prepared.get(query.key) == query.name:
+            del session.prepared[query.key]
+
+
+def _settle_prepared(session: _Session, queries: Sequence[_Query],
+                     results: Sequence[tuple[Any, Any]]) -> tuple[int, Any] | None:
+    """Forget the statements whose preparation the server did not carry out; return the position
+    of the first statement that failed, with its failing result, or None."""
+    failed = None
+    for at, (query, (prepared, result)) in enumerate(zip(queries, results, strict=True)):
+        if query.prepare and prepared.status != _COMMAND_OK and session.prepared.get(query.key) == query.name:
+            del session.prepared[query.key]
+        if failed is None:
+            for got in (prepared, result):
+                if got is not None and got.status == _FATAL_ERROR:
+                    failed = (at, got)
+                    break
+    if failed is not None and failed[1].error_field(_SQLSTATE) in _PREPARE_AGAIN:
+        session.prepared.clear()  # the next round trips prepare their statements anew
+    return failed
+
+
+def _error_of(driver: Any, result: Any) -> Exception:
+    from psycopg import errors
+
+    return errors.error_from_result(result, encoding=driver.info.encoding)
+
+
+def _round_trip(pgconn: Any, queries: Sequence[_Query]) -> list[tuple[Any, Any]]:
+    """Send ``queries`` in libpq's pipeline mode, with one sync at the end (one write), wait for all
+    their results (the GIL released while waiting) and return, for each query, the result of its
+    preparation (None if not prepared here) and its own. A statement after one that failed has a
+    ``PIPELINE_ABORTED`` result. Raises psycopg's ``OperationalError`` if the connection fails."""
+    pgconn.enter_pipeline_mode()
+    try:
+        for query in queries:
+            if query.prepare:
+                pgconn.send_prepare(query.name, query.sql, param_types=query.types)
+            if query.name is not None:
+                pgconn.send_query_prepared(query.name, query.params, param_formats=query.formats)
+            else:
+                pgconn.send_query_params(query.sql, query.params, param_types=query.types,
+                                         param_formats=query.formats)
+        pgconn.pipeline_sync()  # sends what is queued
+        fd = pgconn.socket
+        while pgconn.flush():  # not all of it fitted in the socket's buffer
+            if _wait(fd, _WRITABLE) & select.POLLIN:
+                pgconn.consume_input()
+        got = []
+        while True:
+            while pgconn.is_busy():
+                _wait(fd, select.POLLIN)
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:  # the end of one statement's results
+                continue
+            if result.status == _PIPELINE_SYNC:
+                break
+            got.append(result)
+        pgconn.exit_pipeline_mode()
+    except BaseException:
+        _leave_pipeline(pgconn)
+        raise
+    results = []
+    position = 0
+    for query in queries:
+        prepared = None
+        if query.prepare:
+            prepared = got[position]
+            position += 1
+        results.append((prepared, got[position]))
+        position += 1
+    return results
+
+
+def _leave_pipeline(pgconn: Any) -> None:
+    """After a round trip broke off: read what is still coming and leave pipeline mode, so that the
+    connection can be used again; if that cannot be done, close it (the pool then replaces it)."""
+    if not pgconn.pipeline_status:
+        return
+    try:
+        if pgconn.status != _PG_OK:
+            raise OSError("the connection is broken")
+        fd = pgconn.socket
+        while True:
+            while pgconn.is_busy():
+                _wait(fd, select.POLLIN)
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is not None and result.status == _PIPELINE_SYNC:
+                break
+        pgconn.exit_pipeline_mode()
+    except Exception:
+        with contextlib.suppress(Exception):
+            pgconn.finish()
+
+
+def _wait(fd: int, events: int) -> int:
+    """Block (the GIL released) until ``fd`` is ready for ``events``; the events that are ready."""
+    poller = select.poll()
+    poller.register(fd, events)
+    ready = poller.poll()
+    return ready[0][1] if ready else 0
+
+
+_WRITABLE = select.POLLOUT | select.POLLIN
+# libpq's codes (psycopg.pq's enums are IntEnums of the same values)
+_PG_OK = 0  # ConnStatus.OK
+_COMMAND_OK = 1  # ExecStatus.COMMAND_OK
+_FATAL_ERROR = 7  # ExecStatus.FATAL_ERROR
+_PIPELINE_SYNC = 10  # ExecStatus.PIPELINE_SYNC
+_SQLSTATE = ord("C")  # DiagnosticField.SQLSTATE
+#: a prepared statement that is gone (deallocated behind our back), or whose result columns changed
+#: type (a migration run under a live server): "cached plan must not change result type"
+_PREPARE_AGAIN = (b"26000", b"0A000")
 
 
 def begin_lazily(conn: sa.Connection, driver: Any) -> bool:

@@ -221,11 +221,22 @@ def test_on_sqlite_notifications_arriving_together_share_one_commit(harness):
 
 class RoundTrips:
     """PostgreSQL: the times this thread waits for the server: each statement sent alone, each
-    pipeline (whatever it holds), each COMMIT or ROLLBACK psycopg sends. Other threads (the writer of
-    results written behind) are not counted."""
+    pipeline (whatever it holds), each round trip of the direct path (``engine.storage.direct``),
+    each COMMIT or ROLLBACK psycopg sends. Other threads (the writer of results written behind) are
+    not counted."""
 
     def __init__(self, monkeypatch) -> None:
         import psycopg
+
+        from engine.storage import direct
+
+        real_round_trip = direct._round_trip
+
+        def round_trip(pgconn, queries):
+            counter.add()
+            return real_round_trip(pgconn, queries)
+
+        monkeypatch.setattr(direct, "_round_trip", round_trip)
 
         self.count = 0
         self.thread = threading.get_ident()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -23,8 +24,10 @@ def spawn(*args: str, color: bool = False) -> pexpect.spawn:
     env["TERM"] = "xterm"
     if not color:
         env["NO_COLOR"] = "1"
+    # Ctrl-C reaches ``ivr try`` as at a terminal even when this test run ignores SIGINT (a shell
+    # starts background jobs so, and the child would inherit it)
     child = pexpect.spawn(IVR, ["try", *args], cwd=str(ROOT), env=env, encoding="utf-8", timeout=20,
-                          dimensions=(50, 220))
+                          dimensions=(50, 220), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return child
 
 

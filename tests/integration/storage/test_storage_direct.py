@@ -251,27 +251,32 @@ def test_start_call_is_undone_with_its_transaction(db):
 
 
 # ---------------------------------------------------------------- PostgreSQL: BEGIN sent with the first statement
+def _spy_round_trips(monkeypatch) -> list[list[str]]:
+    """The statements of each PostgreSQL round trip the direct path makes, by their first word."""
+    from engine.storage import direct
+
+    trips: list[list[str]] = []
+    real = direct._round_trip
+
+    def spying(pgconn, queries):
+        trips.append([query.sql.split()[0].decode() for query in queries])
+        return real(pgconn, queries)
+
+    monkeypatch.setattr(direct, "_round_trip", spying)
+    return trips
+
+
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_on_postgresql_a_transaction_is_begun_with_its_first_statement(db, database_url, monkeypatch):
-    import psycopg
-
-    begun_in_pipeline = []
-    real_execute = psycopg.Connection.execute
-
-    def spying_execute(self, query, *args, **kwargs):
-        if query in (b"BEGIN", "BEGIN"):
-            begun_in_pipeline.append(self._pipeline is not None)
-        return real_execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", spying_execute)
     insert_call(db, "S1")
-    begun_in_pipeline.clear()
+    trips = _spy_round_trips(monkeypatch)
     with db.transaction() as tx:
         row = tx.lock_call("S1")
         assert tx.conn.connection.dbapi_connection.autocommit  # psycopg sends no BEGIN of its own
         in_transaction = tx.conn.exec_driver_sql("SELECT now() = statement_timestamp()").scalar()
         tx.update_call("S1", {"n": 1}, "menu", 2, "active", expected_row_version=row.row_version)
-    assert begun_in_pipeline == [True]  # one BEGIN, queued with the SELECT ... FOR UPDATE
+    assert trips[0] == ["BEGIN", "SELECT"]  # one BEGIN, in one round trip with the SELECT ... FOR UPDATE
+    assert [trip for trip in trips if "BEGIN" in trip] == [trips[0]]
     assert in_transaction is False  # the second statement ran inside the transaction the first began
     assert db.get_call("S1").row_version == 2
 
@@ -444,20 +449,97 @@ def test_when_the_statement_itself_fails_its_own_error_is_raised_not_rider_faile
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_on_postgresql_riders_go_in_the_statements_round_trip(db, database_url, monkeypatch):
-    import psycopg
-
-    pipelined = []
-    real_execute = psycopg.Cursor.execute
-
-    def spying_execute(self, query, *args, **kwargs):
-        pipelined.append(self.connection._pipeline is not None)
-        return real_execute(self, query, *args, **kwargs)
-
     insert_call(db, "S1")
     insert_call(db, "S2")
     with db.transaction() as tx:
         _LOCK.execute(tx.conn, {"key": "S2"})  # the transaction is begun
-        monkeypatch.setattr(psycopg.Cursor, "execute", spying_execute)
+        trips = _spy_round_trips(monkeypatch)
         _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S2", "new_step": 4})])
-    assert pipelined == [True, True]  # not the first statement, yet sent with its rider in one pipeline
+    assert trips == [["SELECT", "UPDATE"]]  # not the first statement, yet sent with its rider in one round trip
     assert db.get_call("S2").step == 4
+
+
+# ---------------------------------------------------------------- PostgreSQL: statements prepared once per connection
+def _prepared_here(conn) -> dict[str, int]:
+    """This connection's prepared statements of the direct path: their text → times executed."""
+    rows = conn.exec_driver_sql(
+        "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements WHERE starts_with(name, '_ivr_')")
+    return dict(rows.all())
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_statement_is_prepared_once_per_connection(db, database_url):
+    insert_call(db, "S1")
+    with db.engine.connect() as conn:
+        for step in range(2, 6):
+            with conn.begin():
+                _LOCK.execute(conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": step})])
+        prepared = _prepared_here(conn)
+    lock = [count for sql, count in prepared.items() if "FOR UPDATE" in sql]
+    update = [count for sql, count in prepared.items() if sql.startswith("UPDATE calls SET step")]
+    assert lock == [4] and update == [4]  # one statement each, run four times
+    assert db.get_call("S1").step == 5
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_statements_deallocated_behind_its_back_are_prepared_again(db, database_url):
+    insert_call(db, "S1")
+    with db.engine.connect() as conn:
+        with conn.begin():
+            _LOCK.execute(conn, {"key": "S1"})
+        conn.exec_driver_sql("DEALLOCATE ALL")
+        conn.commit()
+        with pytest.raises(sa.exc.DBAPIError, match="does not exist"), conn.begin():
+            _LOCK.execute(conn, {"key": "S1"})  # the one round trip that finds it gone
+        with conn.begin():
+            assert _LOCK.execute(conn, {"key": "S1"}).first() == {"session": "S1", "step": 1}
+        assert list(_prepared_here(conn).values()) == [1]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_prepared_statements_outlive_a_rollback(db, database_url):
+    # psycopg's rollback() sends DEALLOCATE ALL once it has prepared statements of its own (after a
+    # statement's fifth run, by default): the engine's connections have that turned off
+    insert_call(db, "S1")
+    with db.engine.connect() as conn:
+        with conn.begin():
+            _LOCK.execute(conn, {"key": "S1"})
+        with conn.begin():
+            for _ in range(6):
+                conn.execute(sa.select(calls.c.step).where(calls.c.session == "S1")).scalar()
+        with pytest.raises(RuntimeError), conn.begin():
+            conn.execute(sa.update(calls).values(step=9))
+            raise RuntimeError("rolled back")
+        with conn.begin():
+            assert _LOCK.execute(conn, {"key": "S1"}).first() == {"session": "S1", "step": 1}
+        assert [count for sql, count in _prepared_here(conn).items() if "FOR UPDATE" in sql] == [2]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_round_trip_larger_than_the_sockets_buffer_is_sent_whole(db, database_url):
+    insert_call(db, "S1")
+    state = {"blob": "é" * 3_000_000, "n": 1}  # about 6 MB: several times a socket's send buffer
+    with db.transaction() as tx:
+        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STATE, {"key": "S1", "new_state": state})])
+    assert db.get_call("S1").state == state
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_connection_lost_mid_round_trip_is_invalidated(db, database_url):
+    insert_call(db, "S1")
+    with db.engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        conn.commit()
+        with db.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        with pytest.raises(sa.exc.OperationalError) as lost, conn.begin():
+            _LOCK.execute(conn, {"key": "S1"})
+        assert lost.value.connection_invalidated
+    assert db.get_call("S1").step == 1  # the pool hands out a working connection again
+
+
+def test_postgresql_text_numbers_each_parameter_once():
+    from engine.storage.direct import _numbered
+
+    sql = "SELECT %(a)s, %(b_x)s, %(a)s WHERE name LIKE 'x%%'"
+    assert _numbered(sql, {"b x": "b_x"}) == (b"SELECT $1, $2, $1 WHERE name LIKE 'x%'", ("a", "b x"))
