@@ -99,15 +99,16 @@ class _Plan:
         values = self.values(given, self.names)
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
-    def convert(self, dialect: sa.Dialect, type_codes: Sequence[Any],
+    def convert(self, dialect: sa.Dialect, type_codes: Callable[[], Sequence[Any]],
                 rows: list[Sequence[Any]]) -> list[dict[str, Any]]:
         """``rows`` as dicts by column key, each value through its type's result processor.
-        ``type_codes``: the driver's type of each column (``cursor.description``'s second item)."""
+        ``type_codes``: gives the driver's type of each column (``cursor.description``'s second
+        item); asked once, for the first rows converted."""
         processors = self.result_processors
         if processors is None:
             processors = self.result_processors = tuple(
                 type_.dialect_impl(dialect).result_processor(dialect, code)
-                for (_key, type_), code in zip(self.columns, type_codes, strict=True)
+                for (_key, type_), code in zip(self.columns, type_codes(), strict=True)
             )
         keys = [key for key, _type in self.columns]
         return [{key: value if processor is None else processor(value)
@@ -225,7 +226,7 @@ def _run_on_cursor(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappin
             if plan.columns:  # a SELECT, or DML with RETURNING
                 fetched = cursor.fetchall()
                 if fetched:
-                    rows = plan.convert(dialect, [entry[1] for entry in cursor.description], fetched)
+                    rows = plan.convert(dialect, lambda: [entry[1] for entry in cursor.description], fetched)
         except dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, plan.sql, parameters, exc, cursor) from exc
         result = DirectResult(cursor.rowcount, rows)
@@ -379,7 +380,7 @@ def _run_postgresql(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappi
         transformer = session.transformer
         transformer.set_pgresult(result)
         loaded = transformer.load_rows(0, result.ntuples, tuple)
-        rows = plan.convert(dialect, [result.ftype(i) for i in range(result.nfields)], loaded)
+        rows = plan.convert(dialect, lambda: [result.ftype(i) for i in range(result.nfields)], loaded)
     counted = result.command_tuples
     return DirectResult(-1 if counted is None else counted, rows)
 
