@@ -218,8 +218,7 @@ def _run_on_cursor(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappin
     cursor = driver.cursor()
     try:
         if listeners:
-            for listener in listeners:
-                listener(conn, cursor, plan.sql, parameters, None, False)
+            _announce(conn, listeners, cursor, plan.sql, parameters)
         try:
             cursor.execute(plan.sql, parameters)
             rows: list[dict[str, Any]] = []
@@ -236,8 +235,7 @@ def _run_on_cursor(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappin
         rider = driver.cursor()
         try:
             if listeners:
-                for listener in listeners:
-                    listener(conn, rider, rider_plan.sql, values, None, False)
+                _announce(conn, listeners, rider, rider_plan.sql, values)
             try:
                 rider.execute(rider_plan.sql, values)
             except dialect.loaded_dbapi.Error as exc:
@@ -248,6 +246,12 @@ def _run_on_cursor(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappin
         finally:
             rider.close()
     return result
+
+
+def _announce(conn: sa.Connection, listeners: Any, cursor: Any, sql: str, parameters: Any) -> None:
+    """Call the ``before_cursor_execute`` listeners of ``conn`` for a statement about to run."""
+    for listener in listeners:
+        listener(conn, cursor, sql, parameters, None, False)
 
 
 # ------------------------------------------------------------------ PostgreSQL: psycopg's protocol layer
@@ -353,8 +357,7 @@ def _run_postgresql(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappi
         if listeners:
             for query, statement_plan in sent:
                 if statement_plan is not None:
-                    for listener in listeners:
-                        listener(conn, None, statement_plan.sql, query.params, None, False)
+                    _announce(conn, listeners, None, statement_plan.sql, query.params)
         queries = [query for query, _plan in sent]
         try:
             results = _round_trip(pgconn, queries)
