@@ -543,3 +543,51 @@ def test_postgresql_text_numbers_each_parameter_once():
 
     sql = "SELECT %(a)s, %(b_x)s, %(a)s WHERE name LIKE 'x%%'"
     assert _numbered(sql, {"b x": "b_x"}) == (b"SELECT $1, $2, $1 WHERE name LIKE 'x%'", ("a", "b x"))
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_round_trip_broken_off_leaves_the_connection_usable(db, database_url, monkeypatch):
+    from engine.storage import direct
+
+    insert_call(db, "S1")
+    real_wait, broken = direct._wait, []
+
+    def wait_interrupted_once(fd, events):
+        if not broken:
+            broken.append(fd)
+            raise KeyboardInterrupt  # as a signal would, while the answers are awaited
+        return real_wait(fd, events)
+
+    with db.engine.connect() as conn:
+        monkeypatch.setattr(direct, "_wait", wait_interrupted_once)
+        with pytest.raises(KeyboardInterrupt), conn.begin():
+            _LOCK.execute(conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 4})])
+        driver = conn.connection.dbapi_connection
+        assert broken and driver.pgconn.pipeline_status == 0 and not driver.closed  # answers read, pipeline left
+        with conn.begin():
+            assert _LOCK.execute(conn, {"key": "S1"}).first() == {"session": "S1", "step": 1}  # rolled back
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_round_trip_that_cannot_be_finished_closes_its_connection(db, database_url, monkeypatch):
+    from engine.storage import direct
+
+    insert_call(db, "S1")
+
+    def wait_never(fd, events):
+        raise RuntimeError("the wait failed")
+
+    with db.engine.connect() as conn:
+        driver = conn.connection.dbapi_connection
+        monkeypatch.setattr(direct, "_wait", wait_never)
+        # the rollback at the end of the block then finds the connection closed, and says so
+        with pytest.raises(sa.exc.OperationalError, match="closed") as failed, conn.begin():
+            _LOCK.execute(conn, {"key": "S1"})
+        monkeypatch.undo()
+        chain, error = [], failed.value
+        while error is not None:
+            chain.append(type(error))
+            error = error.__cause__ or error.__context__
+        assert RuntimeError in chain  # the first failure is kept in the chain
+        assert driver.closed and failed.value.connection_invalidated  # not left half way through a pipeline
+    assert db.get_call("S1").step == 1  # the pool hands out a working connection
