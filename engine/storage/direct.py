@@ -207,11 +207,11 @@ def _run_on_cursor(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappin
     """The statement, then its riders, one after the other on DBAPI cursors."""
     dialect = conn.dialect
     parameters = plan.parameters(params)
-    prepared = []  # the riders' parameters, converted before anything is run
+    converted = []  # the riders' parameters, converted before anything is run
     for statement, values in riders:
         rider_plan = statement.plan(dialect)
         try:
-            prepared.append((rider_plan, rider_plan.parameters(values)))
+            converted.append((rider_plan, rider_plan.parameters(values)))
         except Exception as exc:  # a value its types refuse (JSON that cannot be encoded, say)
             raise RiderFailed(exc) from exc
     listeners = conn.dispatch.before_cursor_execute
@@ -231,7 +231,7 @@ def _run_on_cursor(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappin
         result = DirectResult(cursor.rowcount, rows)
     finally:
         cursor.close()
-    for rider_plan, values in prepared:
+    for rider_plan, values in converted:
         rider = driver.cursor()
         try:
             if listeners:
@@ -259,7 +259,7 @@ class _Query:
     """One statement of a round trip, ready to send: its text, its parameters as psycopg dumped
     them, and the prepared statement it runs as (``prepare``: prepared in this round trip, first)."""
 
-    __slots__ = ("formats", "key", "name", "params", "prepare", "sql", "types")
+    __slots__ = ("formats", "name", "params", "prepare", "sql", "types")
 
     def __init__(self, sql: bytes, params: Any = None, types: Any = None, formats: Any = None) -> None:
         self.sql = sql
@@ -267,8 +267,12 @@ class _Query:
         self.types = types
         self.formats = formats
         self.name: bytes | None = None
-        self.key: tuple[bytes, Any] = (sql, None)  # as in _Session.prepared
         self.prepare = False
+
+    @property
+    def key(self) -> tuple[bytes, Any]:
+        """What it is prepared by in ``_Session.prepared``: its text and parameter types."""
+        return self.sql, self.types
 
 
 _BEGIN = _Query(b"BEGIN")
@@ -302,7 +306,7 @@ class _Session:
         transformer = self.transformer
         params = transformer.dump_sequence(values, _auto_formats(len(values)))
         query = _Query(plan.pq_sql or b"", params, transformer.types, tuple(transformer.formats))
-        key = query.key = (query.sql, query.types)
+        key = query.key
         name = self.prepared.get(key)
         if name is None and len(self.prepared) < PREPARED_MAX:
             name = self.prepared[key] = b"_ivr_%d" % next(self.names)
@@ -439,17 +443,7 @@ def _round_trip(pgconn: Any, queries: Sequence[_Query]) -> list[tuple[Any, Any]]
         while pgconn.flush():  # not all of it fitted in the socket's buffer
             if _wait(fd, _WRITABLE) & select.POLLIN:
                 pgconn.consume_input()
-        got = []
-        while True:
-            while pgconn.is_busy():
-                _wait(fd, select.POLLIN)
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is None:  # the end of one statement's results
-                continue
-            if result.status == _PIPELINE_SYNC:
-                break
-            got.append(result)
+        got = _results_until_sync(pgconn, fd)
         pgconn.exit_pipeline_mode()
     except BaseException:
         _leave_pipeline(pgconn)
@@ -471,21 +465,28 @@ def _leave_pipeline(pgconn: Any) -> None:
     connection can be used again; if that cannot be done, close it (the pool then replaces it)."""
     if not pgconn.pipeline_status:
         return
-    try:
-        if pgconn.status != _PG_OK:
-            raise OSError("the connection is broken")
-        fd = pgconn.socket
-        while True:
-            while pgconn.is_busy():
-                _wait(fd, select.POLLIN)
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is not None and result.status == _PIPELINE_SYNC:
-                break
-        pgconn.exit_pipeline_mode()
-    except Exception:
-        with contextlib.suppress(Exception):
-            pgconn.finish()
+    if pgconn.status == _PG_OK:
+        with contextlib.suppress(Exception):  # if it fails, the connection is closed below
+            _results_until_sync(pgconn, pgconn.socket)
+            pgconn.exit_pipeline_mode()
+            return
+    with contextlib.suppress(Exception):
+        pgconn.finish()
+
+
+def _results_until_sync(pgconn: Any, fd: int) -> list[Any]:
+    """The results of a round trip, read as they arrive, up to its sync (not included)."""
+    got = []
+    while True:
+        while pgconn.is_busy():
+            _wait(fd, select.POLLIN)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:  # the end of one statement's results
+            continue
+        if result.status == _PIPELINE_SYNC:
+            return got
+        got.append(result)
 
 
 def _wait(fd: int, events: int) -> int:

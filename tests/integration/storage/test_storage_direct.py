@@ -3,6 +3,7 @@ same results as through SQLAlchemy, and driver errors still come out as SQLAlche
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -519,8 +520,16 @@ def test_on_postgresql_prepared_statements_outlive_a_rollback(db, database_url):
 def test_on_postgresql_a_round_trip_larger_than_the_sockets_buffer_is_sent_whole(db, database_url):
     insert_call(db, "S1")
     state = {"blob": "é" * 3_000_000, "n": 1}  # about 6 MB: several times a socket's send buffer
-    with db.transaction() as tx:
-        _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STATE, {"key": "S1", "new_state": state})])
+
+    def write() -> None:
+        with db.transaction() as tx:
+            _LOCK.execute(tx.conn, {"key": "S1"}, riders=[(_SET_STATE, {"key": "S1", "new_state": state})])
+
+    # what is left unsent would leave the server waiting for the rest, and this test with it
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(60)
+    assert not writer.is_alive(), "the round trip did not finish: part of it was never sent"
     assert db.get_call("S1").state == state
 
 
