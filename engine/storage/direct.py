@@ -314,6 +314,11 @@ class _Session:
         query.name = name
         return query
 
+    def forget(self, query: _Query) -> None:
+        """``query`` is not prepared after all (if it was to be prepared in its round trip)."""
+        if query.prepare and self.prepared.get(query.key) == query.name:
+            del self.prepared[query.key]
+
 
 def _session_of(driver: Any) -> _Session:
     session = getattr(driver, "_ivr_direct", None)
@@ -367,8 +372,9 @@ def _run_postgresql(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappi
             results = _round_trip(pgconn, queries)
         except dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, plan.sql, main.params, exc, None) from exc
-    except BaseException:
-        _forget_unsent(session, [query for query, _plan in sent])
+    except BaseException:  # the statements to be prepared in a round trip that broke off are not
+        for query, _plan in sent:
+            session.forget(query)
         raise
     failed = _settle_prepared(session, queries, results)
     if failed is not None:
@@ -392,21 +398,14 @@ def _run_postgresql(conn: sa.Connection, driver: Any, plan: _Plan, params: Mappi
     return DirectResult(-1 if counted is None else counted, rows)
 
 
-def _forget_unsent(session: _Session, queries: Sequence[_Query]) -> None:
-    """The statements that were to be prepared in a round trip that broke off are not prepared."""
-    for query in queries:
-        if query.prepare and session.prepared.get(query.key) == query.name:
-            del session.prepared[query.key]
-
-
 def _settle_prepared(session: _Session, queries: Sequence[_Query],
                      results: Sequence[tuple[Any, Any]]) -> tuple[int, Any] | None:
     """Forget the statements whose preparation the server did not carry out; return the position
     of the first statement that failed, with its failing result, or None."""
     failed = None
     for at, (query, (prepared, result)) in enumerate(zip(queries, results, strict=True)):
-        if query.prepare and prepared.status != _COMMAND_OK and session.prepared.get(query.key) == query.name:
-            del session.prepared[query.key]
+        if prepared is not None and prepared.status != _COMMAND_OK:
+            session.forget(query)
         if failed is None:
             for got in (prepared, result):
                 if got is not None and got.status == _FATAL_ERROR:

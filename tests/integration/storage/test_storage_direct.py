@@ -498,6 +498,21 @@ def test_on_postgresql_statements_deallocated_behind_its_back_are_prepared_again
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_on_postgresql_a_rider_whose_preparation_was_skipped_is_prepared_again(db, database_url):
+    insert_call(db, "S1")
+    with db.engine.connect() as conn:
+        with pytest.raises(sa.exc.IntegrityError), conn.begin():
+            # the statement fails, so the server skips the rest of its round trip: the rider's PREPARE too
+            _SET_DIRECTION.execute(conn, {"key": "S1", "new_direction": "sideways"},
+                                   riders=[(_SET_STEP, {"key": "S1", "new_step": 5})])
+        assert not [sql for sql in _prepared_here(conn) if sql.startswith("UPDATE calls SET step")]
+        conn.rollback()
+        with conn.begin():
+            _LOCK.execute(conn, {"key": "S1"}, riders=[(_SET_STEP, {"key": "S1", "new_step": 6})])
+    assert db.get_call("S1").step == 6
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_on_postgresql_prepared_statements_outlive_a_rollback(db, database_url):
     # psycopg's rollback() sends DEALLOCATE ALL once it has prepared statements of its own (after a
     # statement's fifth run, by default): the engine's connections have that turned off
